@@ -1,0 +1,3 @@
+from desktop_image_operator.cli import main
+
+raise SystemExit(main())
