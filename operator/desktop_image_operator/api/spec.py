@@ -1,0 +1,167 @@
+"""`DesktopImage.spec`: what the user asks for. The operator reads it and never writes it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from desktop_image_operator.api import cel
+from desktop_image_operator.api import validation as v
+from desktop_image_operator.api.base import ApiModel
+from desktop_image_operator.api.constants import OWNER_UID_LABEL
+
+DeletionPolicy = Literal["Delete", "Retain"]
+
+CloudId = Annotated[str, StringConstraints(min_length=1, max_length=v.CLOUD_ID_MAX_LENGTH)]
+CloudName = Annotated[
+    str, StringConstraints(min_length=1, max_length=v.CLOUD_NAME_MAX_LENGTH, pattern=v.CLOUD_NAME_PATTERN)
+]
+Description = Annotated[str, StringConstraints(max_length=v.DESCRIPTION_MAX_LENGTH)]
+LabelValue = Annotated[
+    str, StringConstraints(max_length=v.LABEL_VALUE_MAX_LENGTH, pattern=v.LABEL_VALUE_PATTERN)
+]
+
+
+def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
+    # Mirrors LABEL_KEYS_RULE, which the API server checks with CEL.
+    bad = sorted(key for key in labels if not v.is_label_key(key))
+    if bad:
+        raise ValueError(f"{cel.LABEL_KEYS_MESSAGE} (invalid: {', '.join(map(repr, bad))})")
+    # Mirrors RESERVED_LABEL_RULE.
+    if OWNER_UID_LABEL in labels:
+        raise ValueError(cel.RESERVED_LABEL_MESSAGE)
+    return labels
+
+
+Labels = Annotated[
+    dict[str, LabelValue],
+    Field(
+        max_length=v.LABELS_MAX_COUNT,
+        json_schema_extra=cel.validations(cel.LABEL_KEYS_RULE, cel.RESERVED_LABEL_RULE),
+    ),
+    AfterValidator(_check_label_keys),
+]
+
+
+def _check_secret_key(key: str) -> str:
+    # Mirrors SECRET_KEY_RULE: the API server refuses "." and keys starting with ".." (they escape a mount).
+    if key == "." or key.startswith(".."):
+        raise ValueError(cel.SECRET_KEY_MESSAGE)
+    return key
+
+
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=v.DNS_SUBDOMAIN_MAX_LENGTH, pattern=v.DNS_SUBDOMAIN_PATTERN),
+]
+SecretKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=v.SECRET_KEY_MAX_LENGTH, pattern=v.SECRET_KEY_PATTERN),
+    AfterValidator(_check_secret_key),
+]
+
+
+class ImageSource(ApiModel):
+    """Where the cloud image is copied from: exactly one of desktopId or computeImageId. Immutable: to copy
+    from another source, create a new DesktopImage."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel.validations(cel.ONE_SOURCE_RULE, cel.SOURCE_IMMUTABLE_RULE)
+    )
+
+    desktop_id: CloudId | None = Field(
+        None,
+        description=(
+            "ID of a Cloud Desktop to copy the image from (DesktopImageService.CopyFromDesktop). "
+            "The desktop must be stopped when the copy starts."
+        ),
+    )
+    compute_image_id: CloudId | None = Field(
+        None,
+        description=(
+            "ID of a Compute Cloud image to copy (DesktopImageService.Copy). spec.folderId is then required."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.desktop_id is None) == (self.compute_image_id is None):
+            raise ValueError(cel.ONE_SOURCE_MESSAGE)
+        return self
+
+
+class CredentialsRef(ApiModel):
+    """A Secret in the DesktopImage's namespace that holds a service-account authorized key (the JSON file
+    `yc iam key create` writes)."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret, in the same namespace as the DesktopImage.")
+    key: SecretKey = Field(
+        "key.json",
+        description="Key in the Secret's data that holds the authorized key JSON. Defaults to key.json.",
+        json_schema_extra=cel.validations(cel.SECRET_KEY_RULE),
+    )
+
+
+class DesktopImageSpec(ApiModel):
+    """The Cloud Desktop image this object manages: where it is copied from, where it lives and what it is
+    called. Changes of name, description and labels are applied to the cloud image in place."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel.validations(cel.FOLDER_REQUIRED_RULE, cel.FOLDER_IMMUTABLE_RULE)
+    )
+
+    source: ImageSource = Field(
+        description=(
+            "Where the image is copied from: exactly one of desktopId or computeImageId. "
+            "Immutable: to copy from another source, create a new DesktopImage."
+        )
+    )
+    folder_id: CloudId | None = Field(
+        None,
+        description=(
+            "ID of the folder the image is created in. Required with source.computeImageId; with "
+            "source.desktopId it defaults to the desktop's folder. Immutable: it cannot be added, removed "
+            "or changed after creation."
+        ),
+    )
+    name: CloudName | None = Field(
+        None,
+        description=(
+            f"Name of the cloud image: 1-{v.CLOUD_NAME_MAX_LENGTH} characters, lowercase letters, digits and "
+            "hyphens, starting with a letter and not ending with a hyphen. Defaults to metadata.name, which "
+            "must then follow the same rules. Must be unique among the images of the folder."
+        ),
+    )
+    description: Description | None = Field(
+        None, description=f"Description of the cloud image, at most {v.DESCRIPTION_MAX_LENGTH} characters."
+    )
+    labels: Labels | None = Field(
+        None,
+        description=(
+            f"Labels of the cloud image, at most {v.LABELS_MAX_COUNT}. Keys: 1-{v.LABEL_KEY_MAX_LENGTH} "
+            "characters of lowercase letters, digits, '-' and '_', starting with a letter. Values: at most "
+            f"{v.LABEL_VALUE_MAX_LENGTH} characters of lowercase letters, digits, '-' and '_'. "
+            "The operator adds its own ownership labels on top of these."
+        ),
+    )
+    deletion_policy: DeletionPolicy = Field(
+        "Delete",
+        description=(
+            "What happens to the cloud image when this object is deleted: Delete (the default) deletes it, "
+            "Retain leaves it in the cloud."
+        ),
+    )
+    credentials_ref: CredentialsRef | None = Field(
+        None,
+        description=(
+            "Credentials for this image's cloud calls: a Secret holding a service-account authorized key. "
+            "When absent, the operator's own credentials are used."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _folder_with_compute_image(self) -> Self:
+        if self.source.compute_image_id is not None and self.folder_id is None:
+            raise ValueError(cel.FOLDER_REQUIRED_MESSAGE)
+        return self

@@ -1,0 +1,110 @@
+"""`DesktopImage.status`: what the operator observed. Only the operator writes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, StringConstraints
+
+from desktop_image_operator.api import validation as v
+from desktop_image_operator.api.base import ApiModel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+# The cloud's DesktopImage.Status values.
+ImageStatus = Literal["STATUS_UNSPECIFIED", "CREATING", "ACTIVE", "DELETING"]
+
+
+def _rfc3339(value: datetime) -> str:
+    # Kubernetes and the cloud both write RFC 3339 in UTC with a "Z"; dumping strings (not datetime objects)
+    # keeps model_dump() output ready for a JSON merge patch.
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_rfc3339, return_type=str)]
+# Sizes and generations are int64 in both APIs; the cloud's REST API sends them as JSON strings, which
+# pydantic's lax mode turns into ints.
+Int64 = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
+# IDs mirrored from the cloud: bounded like the spec's, but never refused for being empty.
+ObservedId = Annotated[str, StringConstraints(max_length=v.CLOUD_ID_MAX_LENGTH)]
+
+
+class Condition(ApiModel):
+    """One aspect of the object's state, in the shape of metav1.Condition."""
+
+    type: str = Field(
+        max_length=v.CONDITION_TYPE_MAX_LENGTH,
+        pattern=v.CONDITION_TYPE_PATTERN,
+        description=(
+            "Type of the condition: Ready (the cloud image is ACTIVE and matches the spec at "
+            "observedGeneration) or Synced (the last reconcile reached the cloud without error)."
+        ),
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    observed_generation: Int64 | None = Field(
+        None, description="metadata.generation of the object when the condition was set."
+    )
+    last_transition_time: Timestamp = Field(
+        description="When the condition last changed from one status to another."
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=v.CONDITION_REASON_MAX_LENGTH,
+        pattern=v.CONDITION_REASON_PATTERN,
+        description=(
+            "Why the condition has its status, in CamelCase (for example Copying, CopyFailed, "
+            "NameConflict, ImageNotFound)."
+        ),
+    )
+    message: str = Field(
+        max_length=v.CONDITION_MESSAGE_MAX_LENGTH,
+        description=(
+            "Human-readable details; on a cloud error it carries the cloud's message and request ID."
+        ),
+    )
+
+
+def _check_unique_types(conditions: list[Condition]) -> list[Condition]:
+    # status.conditions is a map keyed by type on the API server, which refuses duplicate keys.
+    types = [condition.type for condition in conditions]
+    if len(types) != len(set(types)):
+        raise ValueError("status.conditions: each condition type may appear only once")
+    return conditions
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=v.CONDITIONS_MAX_COUNT,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+    AfterValidator(_check_unique_types),
+]
+
+
+class DesktopImageStatus(ApiModel):
+    """The state of the cloud image as the operator last observed it."""
+
+    observed_generation: Int64 | None = Field(
+        None, description="metadata.generation of the spec the operator last acted on."
+    )
+    conditions: Conditions | None = Field(
+        None,
+        description=(
+            "Current state: Ready says whether the cloud image is ACTIVE and matches the spec; Synced says "
+            "whether the last reconcile reached the cloud without error."
+        ),
+    )
+    operation_id: ObservedId | None = Field(
+        None, description="ID of the latest cloud operation on the image (copy, update or delete)."
+    )
+    image_id: ObservedId | None = Field(None, description="ID of the cloud image.")
+    image_status: ImageStatus | None = Field(
+        None, description="Status of the cloud image as the cloud reports it: CREATING, ACTIVE or DELETING."
+    )
+    storage_size: Int64 | None = Field(None, description="Size of the image in storage, in bytes.")
+    min_disk_size: Int64 | None = Field(
+        None, description="Minimum size of a disk created from the image, in bytes."
+    )
+    folder_id: ObservedId | None = Field(None, description="ID of the folder the cloud image is in.")
+    created_at: Timestamp | None = Field(None, description="When the cloud image was created (RFC 3339).")
