@@ -1,0 +1,255 @@
+"""The behaviour every cloud call shares, whatever the transport: bearer tokens (with one refresh on 401),
+the session's limits, retries of transient errors, metrics, and following operations to completion."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.cloud.credentials.sources import TokenSource
+from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.limits import CallLimiter
+from desktop_image_operator.cloud.retry import RetryPolicy
+from desktop_image_operator.cloud.transport import (
+    METHOD_COPY,
+    METHOD_COPY_FROM_DESKTOP,
+    METHOD_DELETE,
+    METHOD_GET,
+    METHOD_LIST,
+    METHOD_OPERATION_CANCEL,
+    METHOD_OPERATION_GET,
+    METHOD_UPDATE,
+    CallContext,
+    Transport,
+)
+from desktop_image_operator.cloud.types import UPDATABLE_FIELDS, CloudImage, CloudOperation, CopyRequest
+from desktop_image_operator.observability.metrics import observe_cloud_request
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LIST_PAGE_SIZE = 1000
+# 1000 pages of 1000 images is far beyond the folder quota; the bound only stops a misbehaving server.
+MAX_LIST_PAGES = 1000
+
+
+@dataclass(frozen=True)
+class OperationPolling:
+    """How `follow_operation` polls: equal-jitter backoff between polls, an overall bound, and how many
+    NOT_FOUND answers to forgive right after creation (the operation may not be visible yet)."""
+
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=15.0))
+    timeout: float = 3600.0
+    not_found_tolerance: int = 3
+
+
+def name_filter(name: str) -> str:
+    """The List filter selecting exactly `name` (quotes and backslashes escaped)."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'name="{escaped}"'
+
+
+class ManagedClient:
+    """`DesktopImageClient` over any `Transport`. Cheap: one per credential, sharing the session's limits."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        token_source: TokenSource,
+        *,
+        limiter: CallLimiter,
+        retry: RetryPolicy | None = None,
+        polling: OperationPolling | None = None,
+        request_timeout: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._transport = transport
+        self.token_source = token_source
+        self._limiter = limiter
+        self._retry = retry or RetryPolicy()
+        self._polling = polling or OperationPolling()
+        self._timeout = request_timeout
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return f"ManagedClient(transport={self._transport!r}, token_source={self.token_source!r})"
+
+    # --- the DesktopImageClient interface -----------------------------------------------------------------
+
+    async def get_image(self, image_id: str) -> CloudImage:
+        _require("image_id", image_id)
+        return await self._call(METHOD_GET, lambda ctx: self._transport.get_image(ctx, image_id))
+
+    async def find_images(self, folder_id: str, name: str) -> list[CloudImage]:
+        _require("folder_id", folder_id)
+        _require("name", name)
+        found: list[CloudImage] = []
+        page_token = ""
+        seen_tokens: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):
+            list_page = functools.partial(
+                self._transport.list_images,
+                folder_id=folder_id,
+                filter=name_filter(name),
+                page_size=LIST_PAGE_SIZE,
+                page_token=page_token,
+            )
+            page = await self._call(METHOD_LIST, list_page)
+            # Filter again locally: a server that ignored the filter must not make us adopt a stranger.
+            found.extend(image for image in page.images if image.name == name)
+            page_token = page.next_page_token
+            if not page_token:
+                return found
+            if page_token in seen_tokens:
+                raise CloudError(Code.INTERNAL, "List returned a page token twice")
+            seen_tokens.add(page_token)
+        raise CloudError(Code.INTERNAL, f"List did not end within {MAX_LIST_PAGES} pages")
+
+    async def copy(self, request: CopyRequest, *, idempotency_key: str) -> CloudOperation:
+        _require("idempotency_key", idempotency_key)
+        method = METHOD_COPY_FROM_DESKTOP if request.from_desktop else METHOD_COPY
+        return await self._call(
+            method, lambda ctx: self._transport.copy(ctx, request), idempotency_key=idempotency_key
+        )
+
+    async def update(
+        self,
+        image_id: str,
+        *,
+        mask: Collection[str],
+        name: str | None = None,
+        description: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str,
+    ) -> CloudOperation:
+        _require("image_id", image_id)
+        _require("idempotency_key", idempotency_key)
+        fields = frozenset(mask)
+        # An empty mask would make the cloud overwrite every field: never send one.
+        if not fields:
+            raise ValueError("update mask is empty")
+        if unknown := fields - UPDATABLE_FIELDS:
+            raise ValueError(f"update mask names fields that cannot change: {sorted(unknown)}")
+        given = {"name": name, "description": description, "labels": labels}
+        if missing := sorted(field for field in fields if given[field] is None):
+            raise ValueError(f"update mask names fields without a value: {missing}")
+        return await self._call(
+            METHOD_UPDATE,
+            lambda ctx: self._transport.update(
+                ctx, image_id, mask=fields, name=name, description=description, labels=labels
+            ),
+            idempotency_key=idempotency_key,
+        )
+
+    async def delete(self, image_id: str, *, idempotency_key: str) -> CloudOperation:
+        _require("image_id", image_id)
+        _require("idempotency_key", idempotency_key)
+        return await self._call(
+            METHOD_DELETE, lambda ctx: self._transport.delete(ctx, image_id), idempotency_key=idempotency_key
+        )
+
+    async def get_operation(self, operation_id: str) -> CloudOperation:
+        _require("operation_id", operation_id)
+        return await self._call(
+            METHOD_OPERATION_GET, lambda ctx: self._transport.get_operation(ctx, operation_id)
+        )
+
+    async def cancel_operation(self, operation_id: str) -> CloudOperation:
+        _require("operation_id", operation_id)
+        return await self._call(
+            METHOD_OPERATION_CANCEL, lambda ctx: self._transport.cancel_operation(ctx, operation_id)
+        )
+
+    async def follow_operation(self, operation_id: str, *, max_wait: float | None = None) -> CloudOperation:
+        _require("operation_id", operation_id)
+        bound = self._polling.timeout if max_wait is None else max_wait
+        deadline = self._clock.monotonic() + bound
+        not_found = 0
+        seen = False
+        # Bounded by the deadline; the count bound is a second guard against a clock that stands still.
+        for poll in range(1, 100_000):
+            try:
+                operation = await self.get_operation(operation_id)
+            except CloudError as exc:
+                if exc.code is not Code.NOT_FOUND or seen or not_found >= self._polling.not_found_tolerance:
+                    raise
+                not_found += 1
+            else:
+                seen = True
+                if operation.done:
+                    return operation
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                break
+            await self._clock.sleep(min(remaining, self._polling.backoff.equal_jitter(poll, self._rng)))
+        raise CloudError(Code.DEADLINE_EXCEEDED, f"operation {operation_id} not done within {bound:g}s")
+
+    # --- one logical call: attempts, token refresh, limits, metrics ----------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        send: Callable[[CallContext], Awaitable[T]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> T:
+        trace_id = str(uuid.uuid4())  # the same for every attempt of this call
+        attempt = 0
+        refreshed = False
+        # max_attempts tries plus at most one repeat after a token refresh.
+        for _ in range(self._retry.max_attempts + 1):
+            token = await self.token_source.token()
+            ctx = CallContext(
+                token=token,
+                request_id=str(uuid.uuid4()),
+                trace_id=trace_id,
+                idempotency_key=idempotency_key,
+                timeout=self._timeout,
+            )
+            async with self._limiter.slot() as started:
+                try:
+                    result = await send(ctx)
+                except CloudError as exc:
+                    error = exc
+                    observe_cloud_request(method, error.code.name, self._clock.monotonic() - started)
+                else:
+                    observe_cloud_request(method, Code.OK.name, self._clock.monotonic() - started)
+                    self._limiter.succeeded(started)
+                    return result
+            if error.code is Code.UNAUTHENTICATED and not refreshed and self.token_source.invalidate(token):
+                refreshed = True
+                log.info("cloud refused the token; refreshing it once", extra={"method": method})
+                continue
+            attempt += 1
+            if error.code is Code.RESOURCE_EXHAUSTED and not error.quota_exceeded:
+                self._limiter.throttled(error.retry_after)
+            if not self._retry.should_retry(error, attempt):
+                raise error
+            delay = self._retry.delay(error, attempt, self._rng)
+            log.info(
+                "cloud call failed, retrying",
+                extra={
+                    "method": method,
+                    "code": error.code.name,
+                    "request_id": error.request_id,
+                    "attempt": attempt,
+                    "delay": round(delay, 3),
+                },
+            )
+            await self._clock.sleep(delay)
+        raise AssertionError("unreachable: the last attempt either returns or raises")
+
+
+def _require(name: str, value: str) -> None:
+    if not value:
+        raise ValueError(f"{name} must not be empty")

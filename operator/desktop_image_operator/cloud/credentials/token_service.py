@@ -1,0 +1,153 @@
+"""The two HTTP endpoints that issue IAM tokens: IAM's JWT exchange and the instance metadata service.
+
+Transient failures are retried here (bounded, with backoff); a refusal becomes a `CredentialsError`.
+Nothing secret (the JWT, the token) is ever put in an error, a log line or a metric label.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+from desktop_image_operator.cloud.rest import error_from_response, transport_error
+from desktop_image_operator.cloud.retry import RetryPolicy
+from desktop_image_operator.cloud.transport import METHOD_IAM_CREATE_TOKEN, METHOD_METADATA_TOKEN
+from desktop_image_operator.cloud.wire_json import parse_timestamp
+from desktop_image_operator.observability.metrics import observe_cloud_request
+
+log = logging.getLogger(__name__)
+
+IAM_TOKENS_PATH = "/iam/v1/tokens"
+METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+_REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A fresh IAM token and how long it lives from now (None when the issuer did not say)."""
+
+    value: str = field(repr=False)
+    lifetime: float | None
+
+    def __str__(self) -> str:
+        return f"IssuedToken({_REDACTED}, lifetime={self.lifetime})"
+
+
+def _scrub(error: CloudError, secrets: tuple[str, ...]) -> CloudError:
+    """The same error with any echo of a secret cut out of its message."""
+    message = error.message
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, _REDACTED)
+    if message == error.message:
+        return error
+    return CloudError(error.code, message, request_id=error.request_id, retry_after=error.retry_after)
+
+
+class TokenService:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        iam_endpoint: str,
+        metadata_endpoint: str,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._iam_url = iam_endpoint.rstrip("/") + IAM_TOKENS_PATH
+        self._metadata_url = metadata_endpoint.rstrip("/") + METADATA_TOKEN_PATH
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self.clock = clock
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return f"TokenService(iam={self._iam_url!r}, metadata={self._metadata_url!r})"
+
+    async def create_iam_token(self, signed_jwt: str) -> IssuedToken:
+        """Exchange a signed JWT at `POST /iam/v1/tokens`."""
+
+        async def attempt() -> httpx.Response:
+            return await self._http.post(self._iam_url, json={"jwt": signed_jwt}, timeout=self._timeout)
+
+        data = await self._call(METHOD_IAM_CREATE_TOKEN, attempt, secrets=(signed_jwt,))
+        token = data.get("iamToken")
+        if not isinstance(token, str) or not token:
+            raise CloudError(Code.INTERNAL, "IAM answer carries no iamToken")
+        expires_at = parse_timestamp(data.get("expiresAt"))
+        lifetime = expires_at.timestamp() - self.clock.time() if expires_at is not None else None
+        return IssuedToken(token, lifetime)
+
+    async def metadata_token(self) -> IssuedToken:
+        """The token of the service account attached to this VM / node / federated workload."""
+
+        async def attempt() -> httpx.Response:
+            return await self._http.get(
+                self._metadata_url, headers={"Metadata-Flavor": "Google"}, timeout=self._timeout
+            )
+
+        data = await self._call(METHOD_METADATA_TOKEN, attempt, secrets=())
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise CloudError(Code.INTERNAL, "metadata service answer carries no access_token")
+        expires_in = data.get("expires_in")
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else None
+        return IssuedToken(token, lifetime)
+
+    async def _call(
+        self,
+        method: str,
+        attempt: Callable[[], Awaitable[httpx.Response]],
+        *,
+        secrets: tuple[str, ...],
+    ) -> Mapping[str, Any]:
+        for number in range(1, self._retry.max_attempts + 1):
+            started = self.clock.monotonic()
+            try:
+                data = await self._attempt(attempt)
+            except CloudError as raw_error:
+                error = _scrub(raw_error, secrets)
+                observe_cloud_request(method, error.code.name, self.clock.monotonic() - started)
+                if not self._retry.should_retry(error, number):
+                    if error.retryable:
+                        raise error from None
+                    raise CredentialsError(
+                        f"{method} refused: {error.message}", code=error.code, request_id=error.request_id
+                    ) from None
+                delay = self._retry.delay(error, number, self._rng)
+                log.info(
+                    "token request failed, retrying",
+                    extra={"method": method, "code": error.code.name, "attempt": number, "delay": delay},
+                )
+                await self.clock.sleep(delay)
+            else:
+                observe_cloud_request(method, Code.OK.name, self.clock.monotonic() - started)
+                return data
+        raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    @staticmethod
+    async def _attempt(attempt: Callable[[], Awaitable[httpx.Response]]) -> Mapping[str, Any]:
+        try:
+            response = await attempt()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, None) from None
+        if not response.is_success:
+            raise error_from_response(response, None)
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CloudError(Code.INTERNAL, "token answer is not JSON") from None
+        if not isinstance(data, Mapping):
+            raise CloudError(Code.INTERNAL, "token answer is not a JSON object")
+        return data

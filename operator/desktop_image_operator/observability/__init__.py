@@ -1,0 +1,1 @@
+"""Metrics (and later logging helpers) of the operator."""

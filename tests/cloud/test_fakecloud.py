@@ -1,0 +1,358 @@
+"""The client against the fake Yandex Cloud over loopback, for both transports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from desktop_image_operator.cloud import (
+    CloudError,
+    CloudSession,
+    CloudSettings,
+    Code,
+    CopyRequest,
+    CredentialsError,
+    DesktopImageClient,
+    ImageStatus,
+    open_cloud,
+)
+from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
+from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+TRANSPORTS = ["rest", "grpc"]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCloud]:
+    cloud = FakeCloud(config=FakeCloudConfig(copy_seconds=0.2, operation_seconds=0.05))
+    async with cloud:
+        yield cloud
+
+
+def settings_for(fake: FakeCloud, transport: str, **overrides: Any) -> CloudSettings:
+    values: dict[str, Any] = {
+        "transport": transport,
+        "desktop_endpoint": fake.cloud_desktop_url,
+        "operation_endpoint": fake.operation_url,
+        "iam_endpoint": fake.iam_url,
+        "metadata_endpoint": fake.metadata_url,
+        "desktop_grpc_target": fake.grpc_target,
+        "operation_grpc_target": fake.grpc_target,
+        "grpc_insecure": True,
+        "backoff_base_seconds": 0.01,
+        "backoff_cap_seconds": 0.05,
+        "throttle_cooldown_base_seconds": 0.3,
+        "operation_poll_initial_seconds": 0.02,
+        "operation_poll_cap_seconds": 0.1,
+        "operation_timeout_seconds": 20,
+        "request_timeout_seconds": 10,
+    }
+    values.update(overrides)
+    return CloudSettings(**values)
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def session(request: pytest.FixtureRequest, fake: FakeCloud) -> AsyncIterator[CloudSession]:
+    async with open_cloud(settings_for(fake, request.param)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(session: CloudSession, fake: FakeCloud) -> DesktopImageClient:
+    return session.client(session.token_sources.from_key(fake.authorized_key()))
+
+
+class Admin:
+    def __init__(self, fake: FakeCloud) -> None:
+        self.base = fake.admin_url
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.request(method, self.base + path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    async def requests(self, method: str | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = (await self._call("GET", "/requests"))["requests"]
+        return [entry for entry in entries if method is None or entry["method"] == method]
+
+    async def images(self) -> list[dict[str, Any]]:
+        images: list[dict[str, Any]] = (await self._call("GET", "/images"))["images"]
+        return images
+
+    async def fault(self, **rule: Any) -> None:
+        await self._call("POST", "/faults", rule)
+
+    async def config(self, **values: Any) -> None:
+        await self._call("POST", "/config", values)
+
+
+@pytest.fixture
+def admin(fake: FakeCloud) -> Admin:
+    return Admin(fake)
+
+
+async def test_copy_from_a_desktop_follow_get_and_find(client: DesktopImageClient, fake: FakeCloud) -> None:
+    request = CopyRequest(
+        desktop_id=fake.stopped_desktop_id, name="analysts-base", description="d", labels={"owner": "uid-1"}
+    )
+    started = await client.copy(request, idempotency_key="uid-1-copy")
+    assert started.image_id
+    assert not started.done
+    done = await client.follow_operation(started.id)
+    assert done.succeeded
+    assert done.image is not None
+    assert done.image.id == started.image_id
+    assert done.image.status is ImageStatus.ACTIVE
+    image = await client.get_image(started.image_id)
+    assert image.folder_id == fake.folder_id
+    assert image.labels == {"owner": "uid-1"}
+    assert isinstance(image.storage_size, int)
+    assert image.storage_size > 0
+    assert image.min_disk_size >= image.storage_size
+    assert image.created_at is not None
+    assert await client.find_images(fake.folder_id, "analysts-base") == [image]
+    assert await client.find_images(fake.folder_id, "no-such-image") == []
+
+
+async def test_copy_from_a_compute_image(client: DesktopImageClient, fake: FakeCloud) -> None:
+    request = CopyRequest(
+        compute_image_id=fake.compute_image_id, folder_id=fake.folder_id, name="from-compute"
+    )
+    done = await client.follow_operation((await client.copy(request, idempotency_key="k-compute")).id)
+    assert done.succeeded
+    assert done.image is not None
+    assert done.image.name == "from-compute"
+    assert done.image.folder_id == fake.folder_id
+
+
+async def test_update_changes_only_masked_fields(client: DesktopImageClient, fake: FakeCloud) -> None:
+    request = CopyRequest(
+        desktop_id=fake.stopped_desktop_id, name="base", description="old", labels={"a": "1"}
+    )
+    image_id = (await client.follow_operation((await client.copy(request, idempotency_key="c")).id)).image_id
+    assert image_id is not None
+    updated = await client.update(
+        image_id, mask={"description"}, name="ignored-name", description="new", idempotency_key="u1"
+    )
+    await client.follow_operation(updated.id)
+    image = await client.get_image(image_id)
+    assert (image.name, image.description, image.labels) == ("base", "new", {"a": "1"})
+    relabelled = await client.update(
+        image_id, mask=["labels", "name"], name="renamed", labels={"b": "2"}, idempotency_key="u2"
+    )
+    done = await client.follow_operation(relabelled.id)
+    assert done.image is not None
+    assert (done.image.name, done.image.description, done.image.labels) == ("renamed", "new", {"b": "2"})
+
+
+async def test_delete_then_get_is_not_found_with_a_request_id(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="doomed")
+    image_id = (await client.follow_operation((await client.copy(request, idempotency_key="c")).id)).image_id
+    assert image_id is not None
+    deleted = await client.follow_operation((await client.delete(image_id, idempotency_key="d")).id)
+    assert deleted.succeeded
+    assert deleted.image is None
+    with pytest.raises(CloudError) as caught:
+        await client.get_image(image_id)
+    assert caught.value.code is Code.NOT_FOUND
+    assert image_id in caught.value.message
+    (logged,) = [
+        entry for entry in await admin.requests("DesktopImageService.Get") if entry["code"] == "NOT_FOUND"
+    ]
+    assert caught.value.request_id == logged["requestId"]
+
+
+async def test_the_same_idempotency_key_gives_the_same_operation(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="once")
+    first = await client.copy(request, idempotency_key="uid-once")
+    second = await client.copy(request, idempotency_key="uid-once")
+    assert second.id == first.id
+    assert second.image_id == first.image_id
+    assert len(await admin.images()) == 1
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [entry["idempotencyKey"] for entry in copies] == ["uid-once", "uid-once"]
+
+
+async def test_terminal_errors_map_to_cloud_errors(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    running = CopyRequest(desktop_id=fake.running_desktop_id, name="from-running")
+    with pytest.raises(CloudError) as caught:
+        await client.copy(running, idempotency_key="k-running")
+    assert caught.value.code is Code.FAILED_PRECONDITION
+    assert caught.value.request_id
+    ok = CopyRequest(desktop_id=fake.stopped_desktop_id, name="taken")
+    await client.copy(ok, idempotency_key="k-taken-1")
+    with pytest.raises(CloudError) as conflict:
+        await client.copy(ok, idempotency_key="k-taken-2")
+    assert conflict.value.code is Code.ALREADY_EXISTS
+    # Each was tried exactly once.
+    codes = [entry["code"] for entry in await admin.requests("DesktopImageService.CopyFromDesktop")]
+    assert codes == ["FAILED_PRECONDITION", "OK", "ALREADY_EXISTS"]
+
+
+async def test_unavailable_is_retried_count_plus_one_times(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="DesktopImageService.CopyFromDesktop", code="UNAVAILABLE", count=3)
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="flaky")
+    operation = await client.copy(request, idempotency_key="k-flaky")
+    assert (await client.follow_operation(operation.id)).succeeded
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [entry["code"] for entry in copies] == ["UNAVAILABLE"] * 3 + ["OK"]
+    assert {entry["idempotencyKey"] for entry in copies} == {"k-flaky"}
+    assert len(await admin.images()) == 1
+
+
+async def test_too_many_requests_slows_down_and_succeeds(
+    session: CloudSession, client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="DesktopImageService.List", code="RESOURCE_EXHAUSTED", count=2)
+    began = time.monotonic()
+    assert await client.find_images(fake.folder_id, "anything") == []
+    elapsed = time.monotonic() - began
+    # Two 429s in a row: a 0.3 s then a 0.6 s shared pause.
+    assert elapsed >= 0.85
+    codes = [entry["code"] for entry in await admin.requests("DesktopImageService.List")]
+    assert codes == ["RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", "OK"]
+    assert session.limiter.cooldown.streak == 0
+
+
+async def test_invalid_argument_is_not_retried(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="DesktopImageService.Get", code="INVALID_ARGUMENT", count=1)
+    with pytest.raises(CloudError) as caught:
+        await client.get_image("e3vanything")
+    assert caught.value.code is Code.INVALID_ARGUMENT
+    assert len(await admin.requests("DesktopImageService.Get")) == 1
+
+
+async def test_a_dropped_copy_answer_is_retried_into_exactly_one_image(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="DesktopImageService.CopyFromDesktop", dropResponse=1)
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="dropped")
+    operation = await client.copy(request, idempotency_key="k-drop")
+    assert (await client.follow_operation(operation.id)).succeeded
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [entry["dropped"] for entry in copies] == [True, False]
+    assert copies[0]["operationId"] == copies[1]["operationId"] == operation.id
+    images = await admin.images()
+    assert [image["name"] for image in images] == ["dropped"]
+
+
+async def test_one_key_exchange_serves_every_call(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    for _ in range(3):
+        await client.find_images(fake.folder_id, "x")
+    exchanges = await admin.requests("IamTokenService.Create")
+    assert [entry["code"] for entry in exchanges] == ["OK"]
+    assert {entry["principal"] for entry in await admin.requests("DesktopImageService.List")} == {
+        fake.service_account_id
+    }
+
+
+async def test_metadata_service_tokens(session: CloudSession, fake: FakeCloud, admin: Admin) -> None:
+    client = session.client(session.token_sources.metadata())
+    assert await client.find_images(fake.folder_id, "x") == []
+    assert await client.find_images(fake.folder_id, "y") == []
+    assert [entry["code"] for entry in await admin.requests("Metadata.Token")] == ["OK"]
+
+
+async def test_a_key_the_cloud_does_not_know_is_a_credentials_error(
+    session: CloudSession, fake: FakeCloud
+) -> None:
+    key = dict(fake.authorized_key())
+    key["id"] = "ajeunknownkey0000001"
+    client = session.client(session.token_sources.from_key(key))
+    with pytest.raises(CredentialsError) as caught:
+        await client.get_image("e3vanything")
+    assert caught.value.code is Code.UNAUTHENTICATED
+
+
+class RefusedOnceSource(CachingTokenSource):
+    """Hands out a token the cloud refuses, then good ones: exercises the 401 refresh path."""
+
+    def __init__(self, fake: FakeCloud) -> None:
+        super().__init__()
+        self.fake = fake
+
+    async def _issue(self) -> IssuedToken:
+        if self.refresh_count == 0:
+            return IssuedToken("t1.not-a-real-token", 3600)
+        return IssuedToken(self.fake.issue_token(), 3600)
+
+
+async def test_a_refused_token_is_refreshed_once(
+    session: CloudSession, fake: FakeCloud, admin: Admin
+) -> None:
+    client = session.client(RefusedOnceSource(fake))
+    assert await client.find_images(fake.folder_id, "x") == []
+    assert [entry["code"] for entry in await admin.requests("DesktopImageService.List")] == [
+        "UNAUTHENTICATED",
+        "OK",
+    ]
+
+
+async def test_an_expired_static_token_is_unauthenticated(
+    session: CloudSession, fake: FakeCloud, admin: Admin
+) -> None:
+    client = session.client(session.token_sources.static(fake.issue_token(ttl_seconds=0)))
+    with pytest.raises(CloudError) as caught:
+        await client.find_images(fake.folder_id, "x")
+    assert caught.value.code is Code.UNAUTHENTICATED
+    assert len(await admin.requests("DesktopImageService.List")) == 1
+
+
+async def test_cancel_ends_a_running_copy(client: DesktopImageClient, fake: FakeCloud, admin: Admin) -> None:
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="cancelled")
+    started = await client.copy(request, idempotency_key="k-cancel")
+    await client.cancel_operation(started.id)
+    done = await client.follow_operation(started.id)
+    assert done.done
+    assert done.error is not None
+    assert done.error.code is Code.CANCELLED
+    assert await admin.images() == []
+
+
+async def test_a_failed_operation_carries_its_error(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(
+        method="DesktopImageService.CopyFromDesktop", failOperation=1, code="INTERNAL", message="disk gone"
+    )
+    started = await client.copy(
+        CopyRequest(desktop_id=fake.stopped_desktop_id, name="fails"), idempotency_key="k"
+    )
+    done = await client.follow_operation(started.id)
+    assert done.done
+    assert not done.succeeded
+    assert done.error is not None
+    assert (done.error.code, done.error.message) == (Code.INTERNAL, "disk gone")
+
+
+async def test_an_exhausted_quota_is_reported_not_retried(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.config(imageQuota=1)
+    await client.copy(CopyRequest(desktop_id=fake.stopped_desktop_id, name="first"), idempotency_key="k1")
+    with pytest.raises(CloudError) as caught:
+        await client.copy(
+            CopyRequest(desktop_id=fake.stopped_desktop_id, name="second"), idempotency_key="k2"
+        )
+    assert caught.value.code is Code.RESOURCE_EXHAUSTED
+    assert caught.value.quota_exceeded
+    assert len(await admin.requests("DesktopImageService.CopyFromDesktop")) == 2
