@@ -1,0 +1,112 @@
+"""`desktop-image-operator run`: the operator. Every option has an environment variable too.
+
+Precedence: command-line option, then environment variable, then the default. The IAM token is taken
+from the environment only, so it never shows in a process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "DESKTOP_IMAGE_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    path: tuple[str, ...]  # where the value goes in OperatorSettings
+    help: str
+    kind: str = "str"  # str | int | float | bool | list
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.lstrip("-").replace("-", "_").upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--namespace", ("namespaces",), "namespace to watch (repeat, or comma-separate); default: all", "list"
+    ),
+    Option("--transport", ("cloud", "transport"), "cloud API transport: rest (default) or grpc"),
+    Option("--desktop-endpoint", ("cloud", "desktop_endpoint"), "Cloud Desktop REST base URL"),
+    Option("--operation-endpoint", ("cloud", "operation_endpoint"), "Operation service REST base URL"),
+    Option("--iam-endpoint", ("cloud", "iam_endpoint"), "IAM REST base URL (token exchange)"),
+    Option("--metadata-endpoint", ("cloud", "metadata_endpoint"), "metadata service base URL"),
+    Option("--desktop-grpc-target", ("cloud", "desktop_grpc_target"), "Cloud Desktop gRPC host:port"),
+    Option("--operation-grpc-target", ("cloud", "operation_grpc_target"), "Operation service gRPC host:port"),
+    Option("--grpc-insecure", ("cloud", "grpc_insecure"), "plaintext gRPC (a local fake only)", "bool"),
+    Option("--max-concurrency", ("cloud", "max_concurrency"), "cloud calls in flight at once", "int"),
+    Option("--requests-per-second", ("cloud", "requests_per_second"), "average cloud request rate", "float"),
+    Option("--max-attempts", ("cloud", "max_attempts"), "tries per cloud call on transient errors", "int"),
+    Option("--resync-seconds", ("resync_seconds",), "period of the drift check of Ready objects", "float"),
+    Option("--credentials-file", ("credentials_file",), "default credentials: authorized key JSON file"),
+    Option(
+        "--metadata-credentials",
+        ("use_metadata_credentials",),
+        "default credentials: the metadata service (VMs, Workload Identity Federation)",
+        "bool",
+    ),
+    Option("--metrics-port", ("metrics_port",), "port of the Prometheus /metrics endpoint (0: off)", "int"),
+    Option("--health-port", ("health_port",), "port of the /healthz liveness endpoint (0: off)", "int"),
+    Option("--bind-address", ("bind_address",), "address of the metrics and health endpoints"),
+    Option("--log-format", ("log_format",), "plain or json"),
+    Option("--log-level", ("log_level",), "DEBUG, INFO, WARNING or ERROR"),
+)
+IAM_TOKEN_ENV = ENV_PREFIX + "IAM_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:
+        help_text = f"{option.help} [env {option.env}]"
+        if option.kind == "bool":
+            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+        elif option.kind == "list":
+            parser.add_argument(option.flag, action="append", default=None, help=help_text)
+        else:
+            parser.add_argument(option.flag, default=None, help=help_text)
+    parser.epilog = f"A plain IAM token for default credentials is read from {IAM_TOKEN_ENV}."
+
+
+def settings_values(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, Any]:
+    """The nested settings dict from options and environment (pydantic converts and validates types)."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = getattr(args, option.flag.lstrip("-").replace("-", "_"))
+        if raw is None and option.env in environ:
+            raw = environ[option.env]
+            if option.kind == "bool":
+                raw = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif option.kind == "list":
+                raw = [raw]
+        if raw is None:
+            continue
+        if option.kind == "list":
+            raw = tuple(item.strip() for entry in raw for item in entry.split(",") if item.strip())
+        target = values
+        for key in option.path[:-1]:
+            target = target.setdefault(key, {})
+        target[option.path[-1]] = raw
+    if environ.get(IAM_TOKEN_ENV):
+        values["iam_token"] = environ[IAM_TOKEN_ENV]
+    return values
+
+
+def main(args: argparse.Namespace) -> int:
+    import asyncio
+    import sys
+
+    from pydantic import ValidationError
+
+    from desktop_image_operator.controller.app import run_operator
+    from desktop_image_operator.controller.settings import OperatorSettings
+
+    try:
+        settings = OperatorSettings.model_validate(settings_values(args, dict(os.environ)))
+    except ValidationError as error:
+        print(f"desktop-image-operator run: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+    asyncio.run(run_operator(settings))
+    return 0

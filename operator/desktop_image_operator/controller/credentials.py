@@ -1,0 +1,59 @@
+"""Which credentials an object's cloud calls use: its credentialsRef Secret, else the operator's default.
+
+Token sources come from the session's registry, so every object naming the same key shares one IAM token.
+"""
+
+from __future__ import annotations
+
+from desktop_image_operator.cloud.credentials.sources import TokenSource
+from desktop_image_operator.cloud.errors import CloudError
+from desktop_image_operator.cloud.session import CloudSession
+from desktop_image_operator.cloud.types import DesktopImageClient
+from desktop_image_operator.controller.kube import KubeApi, SecretUnavailable
+from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler.failures import Failure
+from desktop_image_operator.reconciler.resource import Resource
+
+
+class Credentials:
+    def __init__(self, session: CloudSession, kube: KubeApi, settings: OperatorSettings) -> None:
+        self._session = session
+        self._kube = kube
+        self._default = _default_source(session, settings)
+        self._default_client = session.client(self._default) if self._default else None
+
+    async def client_for(self, resource: Resource) -> DesktopImageClient:
+        """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none."""
+        ref = resource.spec.credentials_ref
+        if ref is None:
+            if self._default_client is None:
+                raise Failure(
+                    c.CREDENTIALS_INVALID,
+                    "No credentials: set spec.credentialsRef or give the operator default credentials.",
+                    terminal=True,
+                )
+            return self._default_client
+        try:
+            key = await self._kube.read_secret_key(resource.namespace, ref.name, ref.key)
+            source = self._session.token_sources.from_key(key)
+        except SecretUnavailable as error:
+            raise Failure(c.CREDENTIALS_INVALID, str(error), terminal=True) from None
+        except (CloudError, ValueError) as error:
+            # The parser's messages name the problem, never the key material.
+            message = (
+                f"Secret {resource.namespace}/{ref.name} key {ref.key!r} is not an authorized key: {error}"
+            )
+            raise Failure(c.CREDENTIALS_INVALID, message, terminal=True) from None
+        return self._session.client(source)
+
+
+def _default_source(session: CloudSession, settings: OperatorSettings) -> TokenSource | None:
+    registry = session.token_sources
+    if settings.credentials_file is not None:
+        return registry.from_key(settings.credentials_file.read_bytes())
+    if settings.use_metadata_credentials:
+        return registry.metadata()
+    if settings.iam_token is not None:
+        return registry.static(settings.iam_token.get_secret_value())
+    return None

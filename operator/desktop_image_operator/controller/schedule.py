@@ -1,0 +1,28 @@
+"""When to look at an object again: resync when healthy, backoff after failures. No hot loops."""
+
+from __future__ import annotations
+
+import random
+
+from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.reconciler.reconciler import Result
+
+
+def next_delay(result: Result, failures: int, settings: OperatorSettings, rng: random.Random) -> float:
+    """Seconds until the next reconcile; `failures` counts consecutive failed runs including this one."""
+    jitter = settings.resync_jitter
+    resync = settings.resync_seconds * (1 + rng.uniform(-jitter, jitter))
+    if result is Result.TRANSIENT_ERROR:
+        backoff = Backoff(
+            base=settings.retry_base_seconds, cap=max(settings.retry_cap_seconds, settings.retry_base_seconds)
+        )
+    elif result is Result.TERMINAL_ERROR:
+        # Terminal failures wait for a spec change; the slow schedule only catches fixes made elsewhere.
+        backoff = Backoff(
+            base=settings.terminal_retry_base_seconds, cap=max(resync, settings.terminal_retry_base_seconds)
+        )
+    else:
+        return resync
+    # Equal jitter: never sooner than half the ceiling, so a burst of failures spreads out.
+    return min(resync, backoff.equal_jitter(failures, rng))

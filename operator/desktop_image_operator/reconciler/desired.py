@@ -1,0 +1,43 @@
+"""What the cloud image should look like, and how an observed image differs from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from desktop_image_operator.cloud.types import CloudImage
+from desktop_image_operator.reconciler.naming import ownership_labels
+from desktop_image_operator.reconciler.resource import Resource
+
+
+@dataclass(frozen=True)
+class DesiredImage:
+    name: str
+    description: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, resource: Resource) -> DesiredImage:
+        labels = dict(resource.spec.labels or {})
+        labels.update(ownership_labels(resource.uid))
+        return cls(name=resource.image_name, description=resource.spec.description or "", labels=labels)
+
+    def mask(self, image: CloudImage) -> list[str]:
+        """The Update field mask: the fields whose cloud value differs, in a stable order."""
+        changed = []
+        if image.name != self.name:
+            changed.append("name")
+        if image.description != self.description:
+            changed.append("description")
+        if dict(image.labels) != dict(self.labels):
+            changed.append("labels")
+        return changed
+
+    def change_digest(self, image: CloudImage, mask: list[str]) -> str:
+        """Identifies one change of one observed state, for a deterministic idempotency key."""
+        wanted = {"name": self.name, "description": self.description, "labels": dict(self.labels)}
+        seen = {"name": image.name, "description": image.description, "labels": dict(image.labels)}
+        payload = json.dumps({"mask": mask, "to": wanted, "from": seen}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]

@@ -1,0 +1,74 @@
+"""The DesktopImage as the reconciler reads it: parsed spec and status plus the metadata that matters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from desktop_image_operator.api import DesktopImageSpec, DesktopImageStatus
+from desktop_image_operator.reconciler.annotations import PAUSED
+
+
+class InvalidObject(Exception):
+    """The object cannot be parsed; the API server's schema should have refused it."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: DesktopImageSpec
+    status: DesktopImageStatus
+    paused: bool
+    created_at: datetime | None = None
+
+    @property
+    def image_name(self) -> str:
+        return self.spec.name or self.name
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Resource:
+        metadata = body.get("metadata", {})
+        try:
+            spec = DesktopImageSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            raise InvalidObject(_validation_message(error)) from error
+        try:
+            status = DesktopImageStatus.model_validate(_own_status(body.get("status")))
+        except ValidationError:
+            status = DesktopImageStatus()  # unreadable status: start over from the cloud's truth
+        created = metadata.get("creationTimestamp")
+        return cls(
+            namespace=metadata.get("namespace", ""),
+            name=metadata["name"],
+            uid=metadata["uid"],
+            generation=int(metadata.get("generation", 1)),
+            spec=spec,
+            status=status,
+            paused=(metadata.get("annotations") or {}).get(PAUSED, "").lower() == "true",
+            created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+        )
+
+
+def _own_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Only our fields: the schema prunes anything else, but an old object may still carry it.
+    fields = {f.alias or name for name, f in DesktopImageStatus.model_fields.items()}
+    return {k: v for k, v in (status or {}).items() if k in fields}
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"])
+        parts.append(f"spec.{location}: {item['msg']}" if location else item["msg"])
+    return "; ".join(parts)
