@@ -1,0 +1,82 @@
+"""google.rpc status codes, their HTTP mapping, and the error every fake handler raises."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Code(enum.IntEnum):
+    """The canonical google.rpc.Code values, shared by gRPC and the REST error bodies."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP_STATUS[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Code:
+        """A code from its number or its name (any case); ValueError otherwise."""
+        if isinstance(value, bool):
+            raise ValueError(f"not a status code: {value!r}")
+        if isinstance(value, int):
+            try:
+                return cls(value)
+            except ValueError:
+                raise ValueError(f"unknown status code number {value}") from None
+        if isinstance(value, str):
+            text = value.strip()
+            if text.isdigit():
+                return cls.parse(int(text))
+            try:
+                return cls[text.upper()]
+            except KeyError:
+                raise ValueError(f"unknown status code name {value!r}") from None
+        raise ValueError(f"not a status code: {value!r}")
+
+
+# The mapping Yandex Cloud (like grpc-gateway) uses between status codes and HTTP statuses.
+_HTTP_STATUS: dict[Code, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+class CloudError(Exception):
+    """A call failed with a google.rpc status; both transports render it."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message

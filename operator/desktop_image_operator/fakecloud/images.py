@@ -1,0 +1,205 @@
+"""DesktopImageService: the rules of the Cloud Desktop image API, independent of the transport."""
+
+from __future__ import annotations
+
+from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
+from yandex.cloud.operation import operation_pb2
+
+from desktop_image_operator.fakecloud import ids, methods, model, operations
+from desktop_image_operator.fakecloud.codes import CloudError, Code
+from desktop_image_operator.fakecloud.context import CallContext
+from desktop_image_operator.fakecloud.filters import parse_filter
+from desktop_image_operator.fakecloud.model import Folder, Image
+from desktop_image_operator.fakecloud.paging import page, parse_order_by
+from desktop_image_operator.fakecloud.state import FakeState
+from desktop_image_operator.fakecloud.validation import validate
+
+UPDATABLE_FIELDS = ("name", "description", "labels")
+QUOTA_COUNT = "vdi.desktopImages.count"
+QUOTA_SIZE = "vdi.desktopImages.size"
+
+
+class DesktopImageService:
+    def __init__(self, state: FakeState) -> None:
+        self._state = state
+
+    def list(
+        self, request: service_pb2.ListDesktopImagesRequest, ctx: CallContext
+    ) -> service_pb2.ListDesktopImagesResponse:
+        validate(request)
+        self._state.folder(request.folder_id)
+        conditions = parse_filter(request.filter)
+        ordering = parse_order_by(request.order_by)
+        found = [
+            image
+            for image in self._state.images.values()
+            if image.folder_id == request.folder_id and all(c.matches(image.name) for c in conditions)
+        ]
+        chunk, next_token = page(found, ordering, request.page_size, request.page_token)
+        return service_pb2.ListDesktopImagesResponse(
+            desktop_images=[image.to_proto() for image in chunk], next_page_token=next_token
+        )
+
+    def get(
+        self, request: service_pb2.GetDesktopImageRequest, ctx: CallContext
+    ) -> desktop_image_pb2.DesktopImage:
+        validate(request)
+        return self._state.image(request.image_id).to_proto()
+
+    def copy(self, request: service_pb2.CopyDesktopImageRequest, ctx: CallContext) -> operation_pb2.Operation:
+        validate(request)
+        replayed = self._replay(ctx, methods.COPY)
+        if replayed is not None:
+            return replayed
+        folder = self._state.folder(request.folder_id)
+        source = self._state.compute_image(request.image_id)
+        image = self._new_image(
+            folder,
+            request.name,
+            request.description,
+            dict(request.labels),
+            source.storage_size,
+            source.min_disk_size,
+        )
+        return self._start(ctx, model.COPY, image, self._state.config.copy_seconds)
+
+    def copy_from_desktop(
+        self, request: service_pb2.CopyFromDesktopRequest, ctx: CallContext
+    ) -> operation_pb2.Operation:
+        validate(request)
+        replayed = self._replay(ctx, methods.COPY_FROM_DESKTOP)
+        if replayed is not None:
+            return replayed
+        desktop = self._state.desktop(request.desktop_id)
+        folder = self._state.folder(request.folder_id or desktop.folder_id)
+        if desktop.status != "STOPPED":
+            raise CloudError(
+                Code.FAILED_PRECONDITION,
+                f"Desktop {desktop.id} is {desktop.status}; stop it before copying an image from it",
+            )
+        image = self._new_image(
+            folder,
+            request.name,
+            request.description,
+            dict(request.labels),
+            desktop.storage_size,
+            desktop.min_disk_size,
+        )
+        return self._start(ctx, model.COPY_FROM_DESKTOP, image, self._state.config.copy_seconds)
+
+    def update(
+        self, request: service_pb2.UpdateDesktopImageRequest, ctx: CallContext
+    ) -> operation_pb2.Operation:
+        validate(request)
+        replayed = self._replay(ctx, methods.UPDATE)
+        if replayed is not None:
+            return replayed
+        image = self._state.image(request.image_id)
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
+        for path in paths:
+            if path not in UPDATABLE_FIELDS:
+                raise CloudError(
+                    Code.INVALID_ARGUMENT,
+                    f"Request validation error: update_mask: {path!r} cannot be updated; "
+                    f"updatable fields: {', '.join(UPDATABLE_FIELDS)}",
+                )
+        # Without a mask (or with an empty one) every updatable field takes the request's value.
+        fields = paths or list(UPDATABLE_FIELDS)
+        changes: dict[str, object] = {}
+        if "name" in fields:
+            changes["name"] = request.name
+        if "description" in fields:
+            changes["description"] = request.description
+        if "labels" in fields:
+            changes["labels"] = dict(request.labels)
+        operations.require_idle(image)
+        name = request.name
+        if "name" in changes and name and operations.name_taken(self._state, image.folder_id, name, image.id):
+            raise _name_conflict(name, image.folder_id)
+        return self._start(ctx, model.UPDATE, image, self._state.config.operation_seconds, changes)
+
+    def delete(
+        self, request: service_pb2.DeleteDesktopImageRequest, ctx: CallContext
+    ) -> operation_pb2.Operation:
+        validate(request)
+        replayed = self._replay(ctx, methods.DELETE)
+        if replayed is not None:
+            return replayed
+        image = self._state.image(request.image_id)
+        operations.require_idle(image)
+        image.status = model.IMAGE_DELETING
+        return self._start(ctx, model.DELETE, image, self._state.config.operation_seconds)
+
+    # Helpers
+
+    def _replay(self, ctx: CallContext, method: str) -> operation_pb2.Operation | None:
+        """The operation an earlier call with the same Idempotency-Key started, if any."""
+        if not ctx.idempotency_key:
+            return None
+        operation_id = self._state.idempotency.get((ctx.principal, method, ctx.idempotency_key))
+        operation = self._state.operations.get(operation_id) if operation_id else None
+        return operations.to_proto(operation) if operation is not None else None
+
+    def _start(
+        self,
+        ctx: CallContext,
+        kind: model.OperationKind,
+        image: Image,
+        duration: float,
+        changes: dict[str, object] | None = None,
+    ) -> operation_pb2.Operation:
+        operation = operations.start(
+            self._state, kind, image, ctx.principal, duration, ctx.fail_operation, changes
+        )
+        ctx.fail_operation_used = ctx.fail_operation is not None
+        if ctx.idempotency_key:
+            self._state.idempotency[(ctx.principal, kind.method, ctx.idempotency_key)] = operation.id
+        return operations.to_proto(operation)
+
+    def _new_image(
+        self,
+        folder: Folder,
+        name: str,
+        description: str,
+        labels: dict[str, str],
+        storage_size: int,
+        min_disk_size: int,
+    ) -> Image:
+        state = self._state
+        if name and operations.name_taken(state, folder.id, name):
+            raise _name_conflict(name, folder.id)
+        in_cloud = [image for image in state.images.values() if image.cloud_id == folder.cloud_id]
+        if len(in_cloud) >= state.config.image_quota:
+            raise CloudError(
+                Code.RESOURCE_EXHAUSTED,
+                f"Quota limit {QUOTA_COUNT} exceeded in cloud {folder.cloud_id}: "
+                f"limit {state.config.image_quota}, used {len(in_cloud)}",
+            )
+        used_bytes = sum(image.storage_size for image in in_cloud)
+        if used_bytes + storage_size > state.config.image_size_quota:
+            raise CloudError(
+                Code.RESOURCE_EXHAUSTED,
+                f"Quota limit {QUOTA_SIZE} exceeded in cloud {folder.cloud_id}: "
+                f"limit {state.config.image_size_quota} bytes, used {used_bytes}, requested {storage_size}",
+            )
+        image = Image(
+            id=ids.new_id("e3v"),
+            folder_id=folder.id,
+            cloud_id=folder.cloud_id,
+            name=name,
+            description=description,
+            labels=labels,
+            status=model.IMAGE_CREATING,
+            storage_size=storage_size,
+            min_disk_size=min_disk_size,
+            created_at=state.clock(),
+        )
+        state.images[image.id] = image
+        return image
+
+
+def _name_conflict(name: str, folder_id: str) -> CloudError:
+    return CloudError(
+        Code.ALREADY_EXISTS, f"Desktop image with name {name!r} already exists in folder {folder_id}"
+    )
