@@ -41,7 +41,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-concurrency", ("cloud", "max_concurrency"), "cloud calls in flight at once", "int"),
     Option("--requests-per-second", ("cloud", "requests_per_second"), "average cloud request rate", "float"),
     Option("--max-attempts", ("cloud", "max_attempts"), "tries per cloud call on transient errors", "int"),
+    Option(
+        "--operation-poll-seconds",
+        ("cloud", "operation_poll_initial_seconds"),
+        "first wait between polls of a cloud operation (it then backs off)",
+        "float",
+    ),
     Option("--resync-seconds", ("resync_seconds",), "period of the drift check of Ready objects", "float"),
+    Option("--retry-base-seconds", ("retry_base_seconds",), "first delay after a transient failure", "float"),
+    Option(
+        "--terminal-retry-seconds",
+        ("terminal_retry_base_seconds",),
+        "first delay before retrying a terminal failure without a spec change",
+        "float",
+    ),
     Option("--credentials-file", ("credentials_file",), "default credentials: authorized key JSON file"),
     Option(
         "--metadata-credentials",

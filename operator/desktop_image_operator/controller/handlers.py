@@ -22,27 +22,27 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.resume(*RESOURCE, id="resume", registry=registry)
     async def resumed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await controller.reconcile(body, memo, trigger="resume")
 
-    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, id="create", registry=registry)
     async def created(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await controller.reconcile(body, memo, trigger="create")
 
-    @kopf.on.update(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, id="update", registry=registry)
     async def updated(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await controller.reconcile(body, memo, trigger="update")
 
-    @kopf.on.delete(*RESOURCE, registry=registry)
+    @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         outcome = await controller.finalize(body, memo)
         if outcome.result not in (Result.DELETED, Result.RETAINED):
@@ -50,7 +50,7 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             delay = controller.deletion_retry_delay(memo, outcome)
             raise kopf.TemporaryError(f"deletion not finished: {outcome.reason}", delay=delay)
 
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=5.0)
+    @kopf.daemon(*RESOURCE, id="resync", registry=registry, cancellation_timeout=5.0)
     async def resync(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
         await controller.resync_loop(body, memo, stopped)
 

@@ -164,23 +164,34 @@ class Reconciler:
         run.stage = "copy"  # from here a NOT_FOUND means the source is missing
         folder_id = await self._folder(run, cloud)
         run.stage = "observe"
-        found = await cloud.find_images(folder_id, run.resource.image_name)
+        adopted = await self._adopt(run, cloud, folder_id)
+        return adopted or await self._copy(run, cloud, folder_id, retry_after)
+
+    async def _adopt(
+        self, run: _Run, cloud: DesktopImageClient, folder_id: str, conflict: CloudError | None = None
+    ) -> CloudImage | None:
+        """Our image under our name in the folder (a copy whose answer we never saw), if there is one.
+
+        An image of that name that is not ours is a NameConflict: never adopted, never touched.
+        """
+        name = run.resource.image_name
+        found = await cloud.find_images(folder_id, name)
         ours = [image for image in found if naming.is_owned_by(image.labels, run.resource.uid)]
         if ours:
             image = ours[0]
-            status.image_id = image.id
+            run.status.image_id = image.id
             run.events.normal(
                 "ImageAdopted", f"Found cloud image {image.id} created for this object; adopting it."
             )
             return await self._wait_active(cloud, image)
-        if found:
+        if found or conflict:
+            holder = f" ({found[0].id})" if found else ""
             message = (
-                f"Folder {folder_id} already has an image named {run.resource.image_name!r} ({found[0].id}) "
-                "that this object did not create; it is left alone. Choose another spec.name."
+                f"Folder {folder_id} already has an image named {name!r}{holder} that this object did not "
+                "create; it is left alone. Choose another spec.name."
             )
             raise Failure(c.NAME_CONFLICT, message, terminal=True, cloud_error=False)
-
-        return await self._copy(run, cloud, folder_id, retry_after)
+        return None
 
     async def _folder(self, run: _Run, cloud: DesktopImageClient) -> str:
         spec, status = run.resource.spec, run.status
@@ -205,9 +216,18 @@ class Reconciler:
             labels=desired.labels,
         )
         run.stage = "copy"
-        operation = await cloud.copy(
-            request, idempotency_key=naming.copy_key(resource.uid, failed_operation_id)
-        )
+        try:
+            operation = await cloud.copy(
+                request, idempotency_key=naming.copy_key(resource.uid, failed_operation_id)
+            )
+        except CloudError as error:
+            if error.code is not Code.ALREADY_EXISTS:
+                raise
+            # Our own earlier attempt may hold the name: its answer lost and its key not honoured.
+            run.stage = "observe"
+            adopted = await self._adopt(run, cloud, folder_id, conflict=error)
+            assert adopted is not None  # _adopt raises NameConflict when the image is not ours
+            return adopted
         # Record the operation before waiting on it: after a crash, the next run resumes it.
         status.operation_id = operation.id
         status.image_id = operation.image_id

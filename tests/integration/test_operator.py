@@ -1,0 +1,153 @@
+"""The operator process against the real API server and the fake cloud, driven through kubectl."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from desktop_image_operator.fakecloud import seeds
+from tests.conftest import Kubectl, kubectl_json
+from tests.integration.conftest import StartOperator
+from tests.integration.manifests import desktop_image, from_compute_image, text
+from tests.integration.support import FakeCloudProcess, wait_until
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
+
+COPY_METHODS = ("DesktopImageService.Copy", "DesktopImageService.CopyFromDesktop")
+
+
+def get(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return dict(kubectl_json(kubectl, "get", "-n", namespace, "desktopimage", name))
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind)
+
+
+def wait_ready(kubectl: Kubectl, namespace: str, *names: str, timeout: int = 60) -> None:
+    kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s",
+        *[f"desktopimage/{n}" for n in names], timeout=timeout + 10,
+    )  # fmt: skip
+
+
+def wait_reason(
+    kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        obj = get(kubectl, namespace, name)
+        conditions = obj.get("status", {}).get("conditions", [])
+        return obj if any(c["type"] == "Ready" and c["reason"] == reason for c in conditions) else None
+
+    result: dict[str, Any] = wait_until(reached, timeout=timeout, what=f"{name} Ready reason {reason}")
+    return result
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_both_sources_reach_ready_and_mirror_the_image(
+    transport: str, start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator(transport=transport)
+    manifests = text(desktop_image("from-desktop"), from_compute_image("from-compute", labels={"team": "a"}))
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests)
+    wait_ready(kubectl, namespace, "from-desktop", "from-compute")
+
+    images = {image["name"]: image for image in cloud.images()}
+    for name, folder in (("from-desktop", seeds.FOLDER_ID), ("from-compute", seeds.FOLDER_ID)):
+        obj = get(kubectl, namespace, name)
+        image = images[name]
+        status = obj["status"]
+        assert status["imageId"] == image["id"]
+        assert status["imageStatus"] == "ACTIVE"
+        # The REST API sends int64 as strings; status holds integers.
+        assert status["storageSize"] == int(image["storageSize"])
+        assert status["minDiskSize"] == int(image["minDiskSize"])
+        assert status["folderId"] == folder
+        assert status["observedGeneration"] == obj["metadata"]["generation"]
+        assert image["labels"]["clouddesktop-yc-io-owner-uid"] == obj["metadata"]["uid"]
+    assert images["from-compute"]["labels"]["team"] == "a"
+
+    calls = cloud.calls()
+    assert calls["DesktopImageService.CopyFromDesktop"] == 1
+    assert calls["DesktopImageService.Copy"] == 1
+    transports = {entry["transport"] for entry in cloud.requests() if entry["method"] in COPY_METHODS}
+    assert transports == {transport}
+
+
+def test_label_change_is_one_update_with_the_right_mask(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-",
+            stdin=text(desktop_image("labelled", labels={"team": "a"}, description="keep me")))  # fmt: skip
+    wait_ready(kubectl, namespace, "labelled")
+
+    kubectl("patch", "-n", namespace, "desktopimage", "labelled", "--type=merge",
+            "-p", json.dumps({"spec": {"labels": {"team": "b", "tier": "gold"}}}))  # fmt: skip
+    wait_until(
+        lambda: (
+            get(kubectl, namespace, "labelled")["status"]["observedGeneration"] == 2
+            and condition(get(kubectl, namespace, "labelled"), "Ready")["status"] == "True"
+        ),
+        timeout=30,
+        what="generation 2 Ready",
+    )
+    updates = cloud.requests("DesktopImageService.Update")
+    assert len(updates) == 1
+    assert updates[0]["updateMask"] == ["labels"]
+    [image] = cloud.images()
+    assert image["labels"]["team"] == "b"
+    assert image["labels"]["tier"] == "gold"
+    assert image["description"] == "keep me"
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_delete_follows_the_deletion_policy(
+    policy: str, start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("doomed", deletionPolicy=policy)))
+    wait_ready(kubectl, namespace, "doomed")
+    kubectl("delete", "-n", namespace, "desktopimage", "doomed", "--timeout=60s", timeout=70)
+
+    assert len(cloud.images()) == (0 if policy == "Delete" else 1)
+    assert cloud.calls()["DesktopImageService.Delete"] == (1 if policy == "Delete" else 0)
+
+
+def test_throttling_and_outages_still_end_ready_with_bounded_calls(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    cloud.fault(method="DesktopImageService.CopyFromDesktop", code="RESOURCE_EXHAUSTED", count=3)
+    cloud.fault(method="OperationService.Get", code="UNAVAILABLE", count=4)
+    cloud.fault(method="DesktopImageService.List", code="UNAVAILABLE", count=2)
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("stormy")))
+    wait_ready(kubectl, namespace, "stormy", timeout=90)
+
+    calls = cloud.calls()
+    assert len(cloud.images()) == 1
+    assert calls["DesktopImageService.CopyFromDesktop"] == 4  # three refused, one accepted
+    assert calls["DesktopImageService.List"] == 3
+    assert sum(calls.values()) < 40, calls
+
+
+def test_failed_copy_gives_copy_failed_and_no_retry_storm(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    cloud.fault(method="DesktopImageService.CopyFromDesktop", failOperation=1)
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("broken")))
+    obj = wait_reason(kubectl, namespace, "broken", "CopyFailed")
+    assert condition(obj, "Ready")["status"] == "False"
+    message = condition(obj, "Ready")["message"]
+    assert message.split(":")[0] in {"INTERNAL", "UNAVAILABLE", "FAILED_PRECONDITION", "UNKNOWN"}, message
+
+    events = kubectl_json(kubectl, "get", "events", "-n", namespace, "--field-selector",
+                          "involvedObject.name=broken")  # fmt: skip
+    assert "CopyFailed" in {event["reason"] for event in events["items"]}
+    # Terminal: watching for a while shows no second copy (a hot loop would make dozens).
+    time.sleep(5)
+    assert cloud.calls()["DesktopImageService.CopyFromDesktop"] == 1
