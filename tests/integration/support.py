@@ -104,13 +104,13 @@ class OperatorProcess:
         *,
         namespace: str,
         transport: str = "rest",
-        extra_env: dict[str, str] | None = None,
+        extra_env: dict[str, str | None] | None = None,  # None removes a variable
     ) -> None:
         self.workdir = workdir
         self.log = workdir / "operator.log"
         self.metrics_port = processes.free_port()
         endpoints = cloud.endpoints
-        env = {
+        env: dict[str, str | None] = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "DESKTOP_IMAGE_OPERATOR_NAMESPACE": namespace,
@@ -129,10 +129,10 @@ class OperatorProcess:
             # Tests watch seconds, not minutes: poll and retry quickly.
             "DESKTOP_IMAGE_OPERATOR_OPERATION_POLL_SECONDS": "0.2",
             "DESKTOP_IMAGE_OPERATOR_RETRY_BASE_SECONDS": "1",
-            **(extra_env or {}),
         }
         env.pop("DESKTOP_IMAGE_OPERATOR_IAM_TOKEN", None)
-        self.env = env
+        env.update(extra_env or {})
+        self.env = {key: value for key, value in env.items() if value is not None}
         self._process: subprocess.Popen[bytes] | None = None
         self.start()
 

@@ -48,6 +48,8 @@ class ControlPlane:
 
     with_controller_manager: bool = True
     ready_timeout: float = 90.0
+    # Record every write request in `audit_log` (JSON lines): benchmarks count the operator's writes.
+    audit_writes: bool = False
     workdir: Path = field(init=False)
     server: str = field(init=False, default="")
     etcd_url: str = field(init=False, default="")
@@ -57,6 +59,10 @@ class ControlPlane:
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
 
     @property
     def ca_file(self) -> Path:
@@ -193,10 +199,26 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.96.0.0/24",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_flags(),
             ],
         )
         self._write_kubeconfig(self.kubeconfig, "admin")
         self._wait_ready("kube-apiserver", process, f"{self.server}/readyz", context=self._admin_tls())
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit_writes:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        rules = [
+            {"level": "None", "verbs": ["get", "list", "watch"]},
+            {"level": "Metadata", "omitStages": ["RequestReceived"]},
+        ]
+        policy.write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": rules}))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+        ]
 
     def _start_controller_manager(self) -> None:
         assert self.binaries
