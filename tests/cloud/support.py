@@ -214,6 +214,10 @@ class ScriptedTransport:
         result: CloudOperation = await self._answer("delete", ctx, image_id=image_id)
         return result
 
+    async def get_desktop_folder(self, ctx: CallContext, desktop_id: str) -> str:
+        result: str = await self._answer("get_desktop_folder", ctx, desktop_id=desktop_id)
+        return result
+
     async def get_operation(self, ctx: CallContext, operation_id: str) -> CloudOperation:
         result: CloudOperation = await self._answer("get_operation", ctx, operation_id=operation_id)
         return result

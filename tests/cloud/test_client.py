@@ -396,3 +396,37 @@ async def test_an_exhausted_quota_is_final_and_does_not_throttle() -> None:
     assert caught.value.quota_exceeded
     assert len(transport.calls) == 1
     assert limiter.cooldown.remaining() == 0
+
+
+async def test_get_desktop_folder_is_retried_like_a_get_and_measured() -> None:
+    clock = VirtualClock()
+    transport = ScriptedTransport(clock)
+    transport.script(
+        "get_desktop_folder", CloudError(Code.UNAVAILABLE, "down"), CloudError(Code.INTERNAL, "oops"), "f-1"
+    )
+    client = make_client(clock, transport)
+    method = "DesktopService.Get"
+    before_ok = sample("desktop_image_operator_cloud_requests_total", method=method, code="OK")
+    before_down = sample("desktop_image_operator_cloud_requests_total", method=method, code="UNAVAILABLE")
+    assert await clock.run(client.get_desktop_folder("desk-1")) == "f-1"
+    calls = transport.calls_of("get_desktop_folder")
+    assert [call.args["desktop_id"] for call in calls] == ["desk-1"] * 3
+    assert {call.ctx.idempotency_key for call in calls} == {None}
+    assert sample("desktop_image_operator_cloud_requests_total", method=method, code="OK") == before_ok + 1
+    assert (
+        sample("desktop_image_operator_cloud_requests_total", method=method, code="UNAVAILABLE")
+        == before_down + 1
+    )
+
+
+async def test_get_desktop_folder_not_found_is_final() -> None:
+    clock = VirtualClock()
+    transport = ScriptedTransport(clock)
+    transport.script("get_desktop_folder", CloudError(Code.NOT_FOUND, "Desktop desk-9 not found"))
+    client = make_client(clock, transport)
+    with pytest.raises(CloudError) as caught:
+        await clock.run(client.get_desktop_folder("desk-9"))
+    assert caught.value.code is Code.NOT_FOUND
+    assert len(transport.calls) == 1
+    with pytest.raises(ValueError, match="desktop_id"):
+        await client.get_desktop_folder("")

@@ -21,7 +21,7 @@ from desktop_image_operator.cloud import (
     open_cloud,
 )
 from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
+from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -356,3 +356,91 @@ async def test_an_exhausted_quota_is_reported_not_retried(
     assert caught.value.code is Code.RESOURCE_EXHAUSTED
     assert caught.value.quota_exceeded
     assert len(await admin.requests("DesktopImageService.CopyFromDesktop")) == 2
+
+
+async def test_get_desktop_folder(
+    session: CloudSession, client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    assert await client.get_desktop_folder(fake.stopped_desktop_id) == fake.folder_id
+    assert await client.get_desktop_folder(seeds.SECOND_FOLDER_DESKTOP_ID) == fake.second_folder_id
+    with pytest.raises(CloudError) as caught:
+        await client.get_desktop_folder("e3vnosuchdesktop0001")
+    assert caught.value.code is Code.NOT_FOUND
+    assert "e3vnosuchdesktop0001" in caught.value.message
+    entries = await admin.requests("DesktopService.Get")
+    assert [entry["code"] for entry in entries] == ["OK", "OK", "NOT_FOUND"]  # NOT_FOUND is not retried
+    assert {entry["transport"] for entry in entries} == {session.settings.transport}
+    assert {entry["principal"] for entry in entries} == {fake.service_account_id}
+    assert caught.value.request_id == entries[-1]["requestId"]
+
+
+async def test_get_desktop_folder_is_retried(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="DesktopService.Get", code="UNAVAILABLE", count=2)
+    assert await client.get_desktop_folder(fake.running_desktop_id) == fake.folder_id
+    codes = [entry["code"] for entry in await admin.requests("DesktopService.Get")]
+    assert codes == ["UNAVAILABLE", "UNAVAILABLE", "OK"]
+
+
+async def test_the_update_mask_is_in_the_request_log(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="masked")
+    image_id = (await client.follow_operation((await client.copy(request, idempotency_key="c")).id)).image_id
+    assert image_id is not None
+    # The refused first attempt is logged with its mask too.
+    await admin.fault(method="DesktopImageService.Update", code="UNAVAILABLE", count=1)
+    first = await client.update(
+        image_id, mask={"labels", "description"}, description="d", labels={"a": "b"}, idempotency_key="u1"
+    )
+    await client.follow_operation(first.id)
+    await client.follow_operation(
+        (await client.update(image_id, mask={"name"}, name="n", idempotency_key="u2")).id
+    )
+    updates = await admin.requests("DesktopImageService.Update")
+    assert [(entry["code"], entry["updateMask"]) for entry in updates] == [
+        ("UNAVAILABLE", ["description", "labels"]),
+        ("OK", ["description", "labels"]),
+        ("OK", ["name"]),
+    ]
+    assert all(
+        "updateMask" not in entry for entry in await admin.requests("DesktopImageService.CopyFromDesktop")
+    )
+
+
+async def test_without_honoured_keys_a_repeated_copy_is_already_exists(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.config(honorIdempotency=False)
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="keyless")
+    first = await client.copy(request, idempotency_key="same-key")
+    with pytest.raises(CloudError) as caught:
+        await client.copy(request, idempotency_key="same-key")
+    assert caught.value.code is Code.ALREADY_EXISTS
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [(entry["code"], entry["idempotencyKey"]) for entry in copies] == [
+        ("OK", "same-key"),
+        ("ALREADY_EXISTS", "same-key"),
+    ]
+    # What survives a lost answer is the image itself: found by name, it is the first copy's.
+    (found,) = await client.find_images(fake.folder_id, "keyless")
+    assert found.id == first.image_id
+
+
+async def test_without_honoured_keys_a_dropped_copy_answer_surfaces_as_already_exists(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.config(honorIdempotency=False)
+    await admin.fault(method="DesktopImageService.CopyFromDesktop", dropResponse=1)
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="lost-answer")
+    with pytest.raises(CloudError) as caught:
+        await client.copy(request, idempotency_key="k-lost")
+    assert caught.value.code is Code.ALREADY_EXISTS
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [(entry["dropped"], entry["code"]) for entry in copies] == [
+        (True, "OK"),
+        (False, "ALREADY_EXISTS"),
+    ]
+    (found,) = await client.find_images(fake.folder_id, "lost-answer")
+    assert found.id == (await admin.images())[0]["id"]

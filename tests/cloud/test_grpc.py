@@ -15,6 +15,8 @@ from yandex.cloud.clouddesktop.v1 import (
     desktop_image_pb2,
     desktop_image_service_pb2,
     desktop_image_service_pb2_grpc,
+    desktop_pb2,
+    desktop_service_pb2_grpc,
 )
 from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
 
@@ -103,6 +105,19 @@ class Images(desktop_image_service_pb2_grpc.DesktopImageServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
 
 
+class Desktops(desktop_service_pb2_grpc.DesktopServiceServicer):
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def Get(self, request: Any, context: Any) -> Any:
+        self.seen.requests.append(request)
+        self.seen.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        folder_id = "" if request.desktop_id == "no-folder" else "folder-7"
+        return desktop_pb2.Desktop(
+            id=request.desktop_id, folder_id=folder_id, status=desktop_pb2.Desktop.Status.STOPPED
+        )
+
+
 class Operations(operation_service_pb2_grpc.OperationServiceServicer):
     async def Get(self, request: Any, context: Any) -> Any:
         return operation_pb2.Operation(id=request.operation_id, done=True, response=packed(empty_pb2.Empty()))
@@ -117,6 +132,9 @@ async def server() -> AsyncIterator[tuple[str, Seen]]:
     server = grpc.aio.server()
     desktop_image_service_pb2_grpc.add_DesktopImageServiceServicer_to_server(Images(seen), server)
     operation_service_pb2_grpc.add_OperationServiceServicer_to_server(Operations(), server)
+    # Only Get is served; the typing stubs declare every other method abstract, the runtime class does not.
+    desktops = Desktops(seen)  # type: ignore[abstract]
+    desktop_service_pb2_grpc.add_DesktopServiceServicer_to_server(desktops, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -240,3 +258,21 @@ def test_failed_operation_from_proto() -> None:
     )
     assert operation.created_at == datetime(2023, 11, 14, 22, 13, 20, 5, tzinfo=UTC)
     assert operation_from_proto(operation_pb2.Operation(id="op-4")).image_id is None
+
+
+async def test_get_desktop_folder_asks_the_desktop_service(server: tuple[str, Seen]) -> None:
+    target, seen = server
+    channel = open_channel(target, insecure=True)
+    try:
+        transport = GrpcTransport(channel, channel)
+        assert await transport.get_desktop_folder(ctx(), "desk-1") == "folder-7"
+        # A desktop without a folder is a broken answer, never a guess.
+        with pytest.raises(CloudError) as shapeless:
+            await transport.get_desktop_folder(ctx(), "no-folder")
+    finally:
+        await channel.close()
+    assert [request.desktop_id for request in seen.requests] == ["desk-1", "no-folder"]
+    assert seen.metadata[0]["authorization"] == "Bearer t1.grpc"
+    assert "idempotency-key" not in seen.metadata[0]
+    assert shapeless.value.code is Code.INTERNAL
+    assert shapeless.value.request_id == "req-1"

@@ -327,3 +327,49 @@ async def test_ids_are_escaped_in_paths(recorder: Recorder, transport: RestTrans
     recorder.answers = [httpx.Response(200, json=IMAGE_JSON)]
     await transport.get_image(ctx(), "a/../b")
     assert recorder.last.url.raw_path == b"/cloud-desktop/v1/images/a%2F..%2Fb"
+
+
+DESKTOP_JSON = {
+    "id": "e3v-desk/1",
+    "folderId": "folder-7",
+    "desktopGroupId": "group-1",
+    "createdAt": "2024-05-06T07:08:09Z",
+    "status": "STOPPED",
+    "name": "analyst-1",
+    "resources": {"memory": "8589934592", "cores": "4", "coreFraction": "100"},
+}
+
+
+async def test_get_desktop_folder_reads_the_desktop(recorder: Recorder, transport: RestTransport) -> None:
+    recorder.answers = [httpx.Response(200, json=DESKTOP_JSON)]
+    assert await transport.get_desktop_folder(ctx(), "e3v-desk/1") == "folder-7"
+    assert recorder.last.method == "GET"
+    assert recorder.last.url.raw_path == b"/cloud-desktop/v1/desktops/e3v-desk%2F1"
+    assert recorder.last.url.host == "desk.test"
+    headers = recorder.last.headers
+    assert headers["authorization"] == "Bearer t1.secret"
+    assert headers["x-request-id"] == "req-1"
+    assert "idempotency-key" not in headers
+    assert recorder.last.content == b""
+
+
+async def test_get_desktop_folder_errors(recorder: Recorder, transport: RestTransport) -> None:
+    recorder.answers = [
+        httpx.Response(
+            404,
+            json={
+                "code": 5,
+                "message": "Desktop d-9 not found",
+                "details": [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "srv-9"}],
+            },
+        )
+    ]
+    with pytest.raises(CloudError) as missing:
+        await transport.get_desktop_folder(ctx(), "d-9")
+    assert missing.value == CloudError(Code.NOT_FOUND, "Desktop d-9 not found", request_id="srv-9")
+    # A desktop without a folder is a broken answer, never a guess.
+    recorder.answers = [httpx.Response(200, json={"id": "d-1", "status": "STOPPED"})]
+    with pytest.raises(CloudError) as shapeless:
+        await transport.get_desktop_folder(ctx(), "d-1")
+    assert shapeless.value.code is Code.INTERNAL
+    assert shapeless.value.request_id == "req-1"

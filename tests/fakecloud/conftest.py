@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-try:
-    import desktop_image_operator  # noqa: F401
-except ModuleNotFoundError:  # running from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 
 import grpc
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import grpc
 import httpx
+from google.protobuf import field_mask_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
 from desktop_image_operator.fakecloud import FakeCloud, seeds
 
@@ -218,3 +222,48 @@ async def test_admin_errors_are_json(http: httpx.AsyncClient) -> None:
     response = await http.post("/fake/faults", json=[1])
     assert response.status_code == 400
     assert (await http.get("/fake/requests", params={"after": "x"})).status_code == 400
+
+
+async def test_update_entries_carry_the_mask(
+    cloud: FakeCloud,
+    http: httpx.AsyncClient,
+    auth: dict[str, str],
+    clock: ManualClock,
+    channel: grpc.aio.Channel,
+    grpc_auth: tuple[tuple[str, str], ...],
+) -> None:
+    operation = await copy_from_desktop(http, auth, cloud.stopped_desktop_id, "masked")
+    image_id = operation["metadata"]["imageId"]
+    clock.advance(10)
+    path = f"{IMAGES}/{image_id}"
+    await http.patch(path, json={"updateMask": "labels,description", "labels": {}}, headers=auth)
+    clock.advance(2)
+    await http.patch(path, json={"description": "all fields"}, headers=auth)  # no mask at all
+    clock.advance(2)
+    await http.patch(path, json={"updateMask": "folderId"}, headers=auth)  # refused, still logged
+    await http.post(
+        "/fake/faults", json={"method": "DesktopImageService.Update", "code": "UNAVAILABLE", "count": 1}
+    )
+    await http.patch(
+        path, json={"updateMask": "name", "name": "n"}, headers=auth
+    )  # refused before the handler
+    await http.patch(path, json={"updateMask": 7}, headers=auth)  # unreadable
+    images = service_grpc.DesktopImageServiceStub(channel)
+    await images.Update(
+        service_pb2.UpdateDesktopImageRequest(
+            image_id=image_id, update_mask=field_mask_pb2.FieldMask(paths=["name"]), name="via-grpc"
+        ),
+        metadata=grpc_auth,
+    )
+    entries = (await http.get("/fake/requests", params={"method": "DesktopImageService.Update"})).json()
+    assert [(e["transport"], e["code"], e["updateMask"]) for e in entries["requests"]] == [
+        ("rest", "OK", ["labels", "description"]),
+        ("rest", "OK", []),
+        ("rest", "INVALID_ARGUMENT", ["folder_id"]),
+        ("rest", "UNAVAILABLE", ["name"]),
+        ("rest", "INVALID_ARGUMENT", None),
+        ("grpc", "OK", ["name"]),
+    ]
+    # Other methods' entries have no such field.
+    others = (await http.get("/fake/requests")).json()["requests"]
+    assert all("updateMask" not in e for e in others if e["method"] != "DesktopImageService.Update")

@@ -1,13 +1,17 @@
-"""Idempotency-Key: a repeat returns the first operation and starts nothing."""
+"""Idempotency-Key: a repeat returns the first operation and starts nothing (unless switched off)."""
 
 from __future__ import annotations
 
+import grpc
 import httpx
+import pytest
+from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
 from desktop_image_operator.fakecloud import FakeCloud
 
 from .conftest import ManualClock
-from .helpers import IMAGES
+from .helpers import IMAGES, assert_rest_error
 
 
 async def _images(http: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -117,3 +121,53 @@ async def test_a_refused_call_records_no_key(
         headers=headers,
     )
     assert accepted.status_code == 200
+
+
+async def test_keys_can_be_ignored_and_the_switch_survives_reset(
+    cloud: FakeCloud, http: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
+) -> None:
+    assert (await http.get("/fake/config")).json()["honorIdempotency"] is True
+    changed = await http.post("/fake/config", json={"honorIdempotency": False})
+    assert changed.json()["honorIdempotency"] is False
+    headers = {**auth, "Idempotency-Key": "k-ignored"}
+    body = {"folderId": cloud.folder_id, "imageId": cloud.compute_image_id, "name": "taken"}
+    first = await http.post(f"{IMAGES}:copy", json=body, headers=headers)
+    assert first.status_code == 200
+    # The repeat does new work: the name is taken now.
+    assert_rest_error(await http.post(f"{IMAGES}:copy", json=body, headers=headers), 409, 6, "taken")
+    # A new name with the same key starts a second operation instead of replaying the first.
+    other = await http.post(f"{IMAGES}:copy", json={**body, "name": "other"}, headers=headers)
+    assert other.json()["id"] != first.json()["id"]
+    assert len(await _images(http)) == 2
+    log = (await http.get("/fake/requests", params={"method": "DesktopImageService.Copy"})).json()["requests"]
+    assert [(entry["code"], entry["idempotencyKey"]) for entry in log] == [
+        ("OK", "k-ignored"),
+        ("ALREADY_EXISTS", "k-ignored"),
+        ("OK", "k-ignored"),
+    ]
+    assert (await http.post("/fake/reset")).status_code == 200
+    assert (await http.get("/fake/config")).json()["honorIdempotency"] is False
+    for bad in ({"honorIdempotency": "no"}, {"honorIdempotency": 0}, {"honorIdempotency": None}):
+        assert (await http.post("/fake/config", json=bad)).status_code == 400
+    # Back on, keys replay again.
+    await http.post("/fake/config", json={"honorIdempotency": True})
+    again = (await http.post(f"{IMAGES}:copy", json=body, headers=headers)).json()
+    assert (await http.post(f"{IMAGES}:copy", json=body, headers=headers)).json()["id"] == again["id"]
+
+
+async def test_ignored_keys_over_grpc(
+    cloud: FakeCloud,
+    http: httpx.AsyncClient,
+    channel: grpc.aio.Channel,
+    grpc_auth: tuple[tuple[str, str], ...],
+) -> None:
+    await http.post("/fake/config", json={"honorIdempotency": False})
+    images = service_grpc.DesktopImageServiceStub(channel)
+    request = service_pb2.CopyFromDesktopRequest(desktop_id=cloud.stopped_desktop_id, name="grpc-once")
+    metadata = (*grpc_auth, ("idempotency-key", "k-grpc"))
+    await images.CopyFromDesktop(request, metadata=metadata)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await images.CopyFromDesktop(request, metadata=metadata)
+    assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    log = (await http.get("/fake/requests", params={"transport": "grpc"})).json()["requests"]
+    assert [entry["idempotencyKey"] for entry in log] == ["k-grpc", "k-grpc"]

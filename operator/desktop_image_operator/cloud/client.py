@@ -21,6 +21,7 @@ from desktop_image_operator.cloud.transport import (
     METHOD_COPY,
     METHOD_COPY_FROM_DESKTOP,
     METHOD_DELETE,
+    METHOD_DESKTOP_GET,
     METHOD_GET,
     METHOD_LIST,
     METHOD_OPERATION_CANCEL,
@@ -156,6 +157,12 @@ class ManagedClient:
         _require("idempotency_key", idempotency_key)
         return await self._call(
             METHOD_DELETE, lambda ctx: self._transport.delete(ctx, image_id), idempotency_key=idempotency_key
+        )
+
+    async def get_desktop_folder(self, desktop_id: str) -> str:
+        _require("desktop_id", desktop_id)
+        return await self._call(
+            METHOD_DESKTOP_GET, lambda ctx: self._transport.get_desktop_folder(ctx, desktop_id)
         )
 
     async def get_operation(self, operation_id: str) -> CloudOperation:

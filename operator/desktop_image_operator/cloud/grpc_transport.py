@@ -1,4 +1,5 @@
-"""gRPC transport: the official DesktopImageService / OperationService stubs over `grpc.aio` channels."""
+"""gRPC transport: the official DesktopImageService, DesktopService and OperationService stubs over
+`grpc.aio` channels."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import grpc
 from yandex.cloud.clouddesktop.v1.desktop_image_service_pb2_grpc import DesktopImageServiceStub
+from yandex.cloud.clouddesktop.v1.desktop_service_pb2_grpc import DesktopServiceStub
 from yandex.cloud.operation.operation_service_pb2_grpc import OperationServiceStub
 
 from desktop_image_operator.cloud import grpc_wire
+from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 
@@ -44,6 +47,7 @@ class GrpcTransport:
 
     def __init__(self, desktop_channel: Any, operation_channel: Any) -> None:
         self._images = DesktopImageServiceStub(desktop_channel)
+        self._desktops = DesktopServiceStub(desktop_channel)
         self._operations = OperationServiceStub(operation_channel)
 
     def __repr__(self) -> str:
@@ -93,6 +97,14 @@ class GrpcTransport:
     async def delete(self, ctx: CallContext, image_id: str) -> CloudOperation:
         answer = await self._invoke(ctx, self._images.Delete, grpc_wire.delete_request(image_id))
         return grpc_wire.operation_from_proto(answer)
+
+    async def get_desktop_folder(self, ctx: CallContext, desktop_id: str) -> str:
+        answer = await self._invoke(ctx, self._desktops.Get, grpc_wire.get_desktop_request(desktop_id))
+        folder_id = grpc_wire.desktop_folder_from_proto(answer)
+        if not folder_id:
+            # No folder must ever be guessed: images copied without one land in the desktop's folder.
+            raise CloudError(Code.INTERNAL, "the desktop has no folder_id", request_id=ctx.request_id)
+        return folder_id
 
     async def get_operation(self, ctx: CallContext, operation_id: str) -> CloudOperation:
         answer = await self._invoke(ctx, self._operations.Get, grpc_wire.get_operation_request(operation_id))

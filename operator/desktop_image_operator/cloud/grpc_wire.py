@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
-from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_image_service_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_image_service_pb2, desktop_service_pb2
 from yandex.cloud.operation import operation_service_pb2
 
 from desktop_image_operator.cloud.errors import CloudError, Code
@@ -75,6 +75,10 @@ def delete_request(image_id: str) -> Any:
     return desktop_image_service_pb2.DeleteDesktopImageRequest(image_id=image_id)
 
 
+def get_desktop_request(desktop_id: str) -> Any:
+    return desktop_service_pb2.GetDesktopRequest(desktop_id=desktop_id)
+
+
 def get_operation_request(operation_id: str) -> Any:
     return operation_service_pb2.GetOperationRequest(operation_id=operation_id)
 
@@ -105,6 +109,11 @@ def image_from_proto(message: Any) -> CloudImage:
         min_disk_size=int(message.min_disk_size),
         created_at=_timestamp(message, "created_at"),
     )
+
+
+def desktop_folder_from_proto(message: Any) -> str:
+    """The folder_id of a `Desktop`; "" when missing (the transport refuses that)."""
+    return str(message.folder_id)
 
 
 def images_from_list_response(message: Any) -> tuple[list[CloudImage], str]:

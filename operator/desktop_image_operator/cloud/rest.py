@@ -15,12 +15,14 @@ from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 from desktop_image_operator.cloud.wire_json import (
+    desktop_folder_from_json,
     error_from_status,
     image_from_json,
     operation_from_json,
 )
 
 _IMAGES_PATH = "/cloud-desktop/v1/images"
+_DESKTOPS_PATH = "/cloud-desktop/v1/desktops"
 
 T = TypeVar("T")
 
@@ -92,6 +94,7 @@ class RestTransport:
     def __init__(self, http: httpx.AsyncClient, *, desktop_endpoint: str, operation_endpoint: str) -> None:
         self._http = http
         self._images_url = desktop_endpoint.rstrip("/") + _IMAGES_PATH
+        self._desktops_url = desktop_endpoint.rstrip("/") + _DESKTOPS_PATH
         self._operations_url = operation_endpoint.rstrip("/") + "/operations"
         # The proto maps Cancel to GET; some documentation says POST. Switch once if GET is refused.
         self._cancel_method = "GET"
@@ -211,6 +214,10 @@ class RestTransport:
 
     async def delete(self, ctx: CallContext, image_id: str) -> CloudOperation:
         return await self._operation(ctx, "DELETE", self._image_url(image_id))
+
+    async def get_desktop_folder(self, ctx: CallContext, desktop_id: str) -> str:
+        data = await self._call(ctx, "GET", f"{self._desktops_url}/{quote(desktop_id, safe='')}")
+        return self._parse(ctx, desktop_folder_from_json, data)
 
     async def get_operation(self, ctx: CallContext, operation_id: str) -> CloudOperation:
         return await self._operation(ctx, "GET", self._operation_url(operation_id))

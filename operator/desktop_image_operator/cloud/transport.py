@@ -54,6 +54,10 @@ class Transport(Protocol):
 
     async def delete(self, ctx: CallContext, image_id: str) -> CloudOperation: ...
 
+    async def get_desktop_folder(self, ctx: CallContext, desktop_id: str) -> str:
+        """`DesktopService.Get`, read down to the desktop's folderId (never empty)."""
+        ...
+
     async def get_operation(self, ctx: CallContext, operation_id: str) -> CloudOperation: ...
 
     async def cancel_operation(self, ctx: CallContext, operation_id: str) -> CloudOperation: ...
@@ -66,6 +70,7 @@ METHOD_COPY = "DesktopImageService.Copy"
 METHOD_COPY_FROM_DESKTOP = "DesktopImageService.CopyFromDesktop"
 METHOD_UPDATE = "DesktopImageService.Update"
 METHOD_DELETE = "DesktopImageService.Delete"
+METHOD_DESKTOP_GET = "DesktopService.Get"
 METHOD_OPERATION_GET = "OperationService.Get"
 METHOD_OPERATION_CANCEL = "OperationService.Cancel"
 METHOD_IAM_CREATE_TOKEN = "IamTokenService.Create"

@@ -78,6 +78,14 @@ def image_from_json(data: Mapping[str, Any]) -> CloudImage:
     )
 
 
+def desktop_folder_from_json(data: Mapping[str, Any]) -> str:
+    """The folderId of a `Desktop`; ValueError when it is missing (no folder must ever be guessed)."""
+    folder_id = _str(data, "folderId")
+    if not folder_id:
+        raise ValueError("the desktop has no folderId")
+    return folder_id
+
+
 def error_details(details: object) -> tuple[str | None, float | None]:
     """(RequestInfo.requestId, RetryInfo.retryDelay seconds) from a `google.rpc.Status.details` list."""
     request_id: str | None = None

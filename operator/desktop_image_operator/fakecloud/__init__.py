@@ -1,4 +1,5 @@
-"""A faithful fake of the Yandex Cloud APIs the operator uses: Cloud Desktop images, operations, IAM.
+"""A faithful fake of the Yandex Cloud APIs the operator uses: Cloud Desktop images and desktops,
+operations, IAM.
 
 `FakeCloud` serves REST (aiohttp) and gRPC (the official servicers) on loopback from one in-memory
 state, with an admin API under `/fake/` to look at it and inject faults.

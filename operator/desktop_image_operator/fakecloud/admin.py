@@ -7,6 +7,8 @@ GET    /fake/health            {"ok": true}
 GET    /fake/endpoints         FakeCloud.endpoints()
 GET    /fake/key               the default service account's authorized key (`yc iam key create` JSON)
 GET    /fake/requests          {"requests": [entry]}; ?method= ?transport= ?code= ?after=<seq>
+                               (DesktopImageService.Update entries add "updateMask": the paths sent,
+                               [] without a mask, null when the request could not be read)
 DELETE /fake/requests          {"deleted": n}
 GET    /fake/images            {"images": [DesktopImage]}; ?folderId=
 POST   /fake/images/{id}       {"name"?, "description"?, "labels"?, "status"?} -> DesktopImage (drift)
@@ -27,8 +29,8 @@ POST   /fake/faults            rule -> 201 rule (see faults.FaultRule)
 DELETE /fake/faults            {"deleted": n}
 DELETE /fake/faults/{id}       {"deleted": 1}
 GET    /fake/config            FakeCloudConfig.to_json()
-POST   /fake/config            some of its fields -> the whole config
-POST   /fake/reset             {"reset": true}
+POST   /fake/config            some of its fields -> the whole config (e.g. {"honorIdempotency": false})
+POST   /fake/reset             {"reset": true}; the config stays as it is
 """
 
 from __future__ import annotations
@@ -232,6 +234,7 @@ class AdminApi:
             status=self._desktop_status(data.get("status", "STOPPED")),
             storage_size=_size(data, "storageSize", 10 << 30),
             min_disk_size=_size(data, "minDiskSize", 20 << 30),
+            created_at=self._state.clock(),
         )
         if desktop.id in self._state.desktops:
             raise AdminError(409, f"desktop {desktop.id} already exists")

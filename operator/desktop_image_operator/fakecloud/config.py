@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Literal
 
 TIB = 1 << 40
 
-# JSON name -> (attribute, whether it must be an integer)
-_FIELDS: dict[str, tuple[str, bool]] = {
-    "copySeconds": ("copy_seconds", False),
-    "operationSeconds": ("operation_seconds", False),
-    "tokenTtlSeconds": ("token_ttl_seconds", False),
-    "imageQuota": ("image_quota", True),
-    "imageSizeQuota": ("image_size_quota", True),
-    "requestLogSize": ("request_log_size", True),
+Kind = Literal["number", "integer", "boolean"]
+
+# JSON name -> (attribute, what kind of value it takes)
+_FIELDS: dict[str, tuple[str, Kind]] = {
+    "copySeconds": ("copy_seconds", "number"),
+    "operationSeconds": ("operation_seconds", "number"),
+    "tokenTtlSeconds": ("token_ttl_seconds", "number"),
+    "imageQuota": ("image_quota", "integer"),
+    "imageSizeQuota": ("image_size_quota", "integer"),
+    "requestLogSize": ("request_log_size", "integer"),
+    "honorIdempotency": ("honor_idempotency", "boolean"),
 }
 
 
@@ -28,6 +32,9 @@ class FakeCloudConfig:
     image_quota: desktop images per cloud (`vdi.desktopImages.count`).
     image_size_quota: bytes of desktop images per cloud (`vdi.desktopImages.size`).
     request_log_size: how many calls `/fake/requests` remembers.
+    honor_idempotency: whether a repeated `Idempotency-Key` returns the first operation. Off, every call
+        does new work (the key is still logged), as a cloud that ignores keys would: tests then prove the
+        operator is crash-safe without them.
     """
 
     copy_seconds: float = 3.0
@@ -36,28 +43,36 @@ class FakeCloudConfig:
     image_quota: int = 8
     image_size_quota: int = TIB
     request_log_size: int = 100_000
+    honor_idempotency: bool = True
 
-    def to_json(self) -> dict[str, float | int]:
+    def to_json(self) -> dict[str, float | int | bool]:
         return {name: getattr(self, attr) for name, (attr, _) in _FIELDS.items()}
 
     def update_from_json(self, data: Mapping[str, object]) -> None:
         """Apply the given JSON fields; ValueError (nothing applied) when one is unknown or invalid."""
-        changes: dict[str, float | int] = {}
+        changes: dict[str, float | int | bool] = {}
         for name, value in data.items():
             if name not in _FIELDS:
                 raise ValueError(f"unknown config field {name!r}; known: {', '.join(_FIELDS)}")
-            attr, integer = _FIELDS[name]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number")
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
-            if integer:
-                if int(value) != value:
-                    raise ValueError(f"{name} must be an integer")
-                changes[attr] = int(value)
-            else:
-                changes[attr] = float(value)
+            attr, kind = _FIELDS[name]
+            changes[attr] = _checked(name, kind, value)
         if changes.get("request_log_size", 1) < 1:
             raise ValueError("requestLogSize must be at least 1")
         for attr, value in changes.items():
             setattr(self, attr, value)
+
+
+def _checked(name: str, kind: Kind, value: object) -> float | int | bool:
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    if kind == "integer":
+        if int(value) != value:
+            raise ValueError(f"{name} must be an integer")
+        return int(value)
+    return float(value)

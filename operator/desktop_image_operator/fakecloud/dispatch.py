@@ -33,6 +33,8 @@ class CallMeta:
     authorization: str | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
+    # Update only: the mask's paths, read before anything can refuse the call (None: unreadable request).
+    update_mask: list[str] | None = None
 
 
 @dataclasses.dataclass
@@ -58,7 +60,9 @@ class Dispatcher:
         outcome: Outcome[T] = Outcome(
             request_id=meta.request_id or ids.new_request_id(), trace_id=uuid.uuid4().hex
         )
-        ctx = CallContext(principal="", idempotency_key=meta.idempotency_key)
+        # With honorIdempotency off the key is still logged, but the handlers never see it.
+        key = meta.idempotency_key if state.config.honor_idempotency else None
+        ctx = CallContext(principal="", idempotency_key=key)
         decision = state.faults.decide(meta.method, meta.transport)
         refusal = ""
         try:
@@ -98,5 +102,6 @@ class Dispatcher:
             operation_id=response.id if isinstance(response, operation_pb2.Operation) else None,
             dropped=outcome.drop,
             fault=decision.label if decision is not None else None,
+            update_mask=meta.update_mask,
         )
         return outcome

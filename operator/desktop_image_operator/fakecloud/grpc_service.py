@@ -6,7 +6,12 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
+from yandex.cloud.clouddesktop.v1 import (
+    desktop_image_pb2,
+    desktop_pb2,
+    desktop_service_pb2,
+    desktop_service_pb2_grpc,
+)
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
@@ -15,8 +20,9 @@ from yandex.cloud.operation import operation_pb2, operation_service_pb2, operati
 from desktop_image_operator.fakecloud import methods
 from desktop_image_operator.fakecloud.codes import Code
 from desktop_image_operator.fakecloud.context import CallContext
+from desktop_image_operator.fakecloud.desktops import DesktopService
 from desktop_image_operator.fakecloud.dispatch import CallMeta, Dispatcher
-from desktop_image_operator.fakecloud.images import DesktopImageService
+from desktop_image_operator.fakecloud.images import DesktopImageService, sent_mask
 from desktop_image_operator.fakecloud.operations import OperationService
 from desktop_image_operator.fakecloud.protojson import status
 from desktop_image_operator.fakecloud.tokens import IamTokenService
@@ -40,6 +46,7 @@ class _Calls:
         handler: Callable[[CallContext], T],
         *,
         authenticate: bool = True,
+        update_mask: list[str] | None = None,
     ) -> T:
         metadata = {key.lower(): value for key, value in (context.invocation_metadata() or ())}
         meta = CallMeta(
@@ -48,6 +55,7 @@ class _Calls:
             authorization=_text(metadata.get("authorization")),
             idempotency_key=_text(metadata.get("idempotency-key")),
             request_id=_text(metadata.get("x-request-id")),
+            update_mask=update_mask,
         )
         outcome = await self._dispatcher.run(meta, handler, authenticate=authenticate)
         ids = (("x-request-id", outcome.request_id), ("x-server-trace-id", outcome.trace_id))
@@ -72,6 +80,11 @@ async def _abort(
         _STATUS_CODES[int(code)], message, trailing_metadata=(*ids, ("grpc-status-details-bin", details))
     )
     raise AssertionError("abort returned")  # context.abort always raises
+
+
+async def _unimplemented(context: grpc.aio.ServicerContext, method: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"the fake cloud does not serve {method}")
+    raise AssertionError("abort returned")
 
 
 def _text(value: object) -> str | None:
@@ -110,12 +123,88 @@ class DesktopImageServicer(service_grpc.DesktopImageServiceServicer):
     async def Update(
         self, request: service_pb2.UpdateDesktopImageRequest, context: grpc.aio.ServicerContext
     ) -> operation_pb2.Operation:
-        return await self._calls.run(context, methods.UPDATE, lambda ctx: self._images.update(request, ctx))
+        return await self._calls.run(
+            context,
+            methods.UPDATE,
+            lambda ctx: self._images.update(request, ctx),
+            update_mask=sent_mask(request),
+        )
 
     async def Delete(
         self, request: service_pb2.DeleteDesktopImageRequest, context: grpc.aio.ServicerContext
     ) -> operation_pb2.Operation:
         return await self._calls.run(context, methods.DELETE, lambda ctx: self._images.delete(request, ctx))
+
+
+class DesktopServicer(desktop_service_pb2_grpc.DesktopServiceServicer):
+    """Only Get, to read a desktop's folder; desktops change through the admin API, so the rest is
+    UNIMPLEMENTED (the stubs declare every method abstract)."""
+
+    def __init__(self, calls: _Calls, desktops: DesktopService) -> None:
+        self._calls = calls
+        self._desktops = desktops
+
+    async def Get(
+        self, request: desktop_service_pb2.GetDesktopRequest, context: grpc.aio.ServicerContext
+    ) -> desktop_pb2.Desktop:
+        return await self._calls.run(
+            context, methods.DESKTOP_GET, lambda ctx: self._desktops.get(request, ctx)
+        )
+
+    async def GetRdpFile(
+        self, request: desktop_service_pb2.GetRdpFileRequest, context: grpc.aio.ServicerContext
+    ) -> desktop_service_pb2.RdpFileResponse:
+        await _unimplemented(context, "DesktopService.GetRdpFile")
+
+    async def List(
+        self, request: desktop_service_pb2.ListDesktopsRequest, context: grpc.aio.ServicerContext
+    ) -> desktop_service_pb2.ListDesktopsResponse:
+        await _unimplemented(context, "DesktopService.List")
+
+    async def ListOperations(
+        self, request: desktop_service_pb2.ListDesktopOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> desktop_service_pb2.ListDesktopOperationsResponse:
+        await _unimplemented(context, "DesktopService.ListOperations")
+
+    async def Create(
+        self, request: desktop_service_pb2.CreateDesktopRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Create")
+
+    async def ResetPassword(
+        self, request: desktop_service_pb2.ResetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> desktop_service_pb2.ResetPasswordResponse:
+        await _unimplemented(context, "DesktopService.ResetPassword")
+
+    async def Restart(
+        self, request: desktop_service_pb2.RestartRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Restart")
+
+    async def Start(
+        self, request: desktop_service_pb2.StartRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Start")
+
+    async def Stop(
+        self, request: desktop_service_pb2.StopRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Stop")
+
+    async def Update(
+        self, request: desktop_service_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Update")
+
+    async def UpdateProperties(
+        self, request: desktop_service_pb2.UpdatePropertiesRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.UpdateProperties")
+
+    async def Delete(
+        self, request: desktop_service_pb2.DeleteDesktopRequest, context: grpc.aio.ServicerContext
+    ) -> operation_pb2.Operation:
+        await _unimplemented(context, "DesktopService.Delete")
 
 
 class OperationServicer(operation_service_pb2_grpc.OperationServiceServicer):
@@ -172,11 +261,13 @@ def add_servicers(
     server: grpc.aio.Server,
     dispatcher: Dispatcher,
     images: DesktopImageService,
+    desktops: DesktopService,
     operations: OperationService,
     tokens: IamTokenService,
 ) -> None:
     calls = _Calls(dispatcher)
     service_grpc.add_DesktopImageServiceServicer_to_server(DesktopImageServicer(calls, images), server)
+    desktop_service_pb2_grpc.add_DesktopServiceServicer_to_server(DesktopServicer(calls, desktops), server)
     operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
         OperationServicer(calls, operations), server
     )

@@ -20,6 +20,11 @@ QUOTA_COUNT = "vdi.desktopImages.count"
 QUOTA_SIZE = "vdi.desktopImages.size"
 
 
+def sent_mask(request: service_pb2.UpdateDesktopImageRequest) -> list[str]:
+    """The paths of the Update's field mask, as sent (empty when it carried none), for the request log."""
+    return list(request.update_mask.paths)
+
+
 class DesktopImageService:
     def __init__(self, state: FakeState) -> None:
         self._state = state

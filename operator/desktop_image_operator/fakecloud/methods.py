@@ -8,6 +8,7 @@ COPY = "DesktopImageService.Copy"
 COPY_FROM_DESKTOP = "DesktopImageService.CopyFromDesktop"
 UPDATE = "DesktopImageService.Update"
 DELETE = "DesktopImageService.Delete"
+DESKTOP_GET = "DesktopService.Get"
 OPERATION_GET = "OperationService.Get"
 OPERATION_CANCEL = "OperationService.Cancel"
 IAM_TOKEN_CREATE = "IamTokenService.Create"
@@ -20,6 +21,7 @@ ALL = (
     COPY_FROM_DESKTOP,
     UPDATE,
     DELETE,
+    DESKTOP_GET,
     OPERATION_GET,
     OPERATION_CANCEL,
     IAM_TOKEN_CREATE,

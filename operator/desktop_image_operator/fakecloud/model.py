@@ -6,7 +6,7 @@ import dataclasses
 from typing import TypeAlias
 
 from google.protobuf.message import Message
-from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 
 from desktop_image_operator.fakecloud import methods
@@ -49,6 +49,7 @@ class Desktop:
     status: str
     storage_size: int
     min_disk_size: int
+    created_at: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -58,7 +59,18 @@ class Desktop:
             "status": self.status,
             "storageSize": self.storage_size,
             "minDiskSize": self.min_disk_size,
+            "createdAt": rfc3339(self.created_at),
         }
+
+    def to_proto(self) -> desktop_pb2.Desktop:
+        """The desktop as DesktopService.Get answers it (the fake keeps no resources, users or network)."""
+        return desktop_pb2.Desktop(
+            id=self.id,
+            folder_id=self.folder_id,
+            created_at=to_timestamp(self.created_at),
+            status=desktop_pb2.Desktop.Status.Value(self.status),
+            name=self.name,
+        )
 
 
 @dataclasses.dataclass

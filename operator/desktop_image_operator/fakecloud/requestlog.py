@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import itertools
-from typing import TypedDict
+from typing import NotRequired, TypedDict
+
+from desktop_image_operator.fakecloud import methods
 
 
 class RequestEntry(TypedDict):
@@ -20,6 +22,9 @@ class RequestEntry(TypedDict):
     durationMs: float
     dropped: bool
     fault: str | None
+    # Only on DesktopImageService.Update: the mask's paths as sent ([] for none), or None when the
+    # request could not be read.
+    updateMask: NotRequired[list[str] | None]
 
 
 class RequestLog:
@@ -41,23 +46,25 @@ class RequestLog:
         operation_id: str | None = None,
         dropped: bool = False,
         fault: str | None = None,
+        update_mask: list[str] | None = None,
     ) -> None:
-        self._entries.append(
-            {
-                "seq": next(self._sequence),
-                "time": time,
-                "transport": transport,
-                "method": method,
-                "code": code,
-                "requestId": request_id,
-                "principal": principal,
-                "idempotencyKey": idempotency_key,
-                "operationId": operation_id,
-                "durationMs": round(duration_ms, 3),
-                "dropped": dropped,
-                "fault": fault,
-            }
-        )
+        entry: RequestEntry = {
+            "seq": next(self._sequence),
+            "time": time,
+            "transport": transport,
+            "method": method,
+            "code": code,
+            "requestId": request_id,
+            "principal": principal,
+            "idempotencyKey": idempotency_key,
+            "operationId": operation_id,
+            "durationMs": round(duration_ms, 3),
+            "dropped": dropped,
+            "fault": fault,
+        }
+        if method == methods.UPDATE:
+            entry["updateMask"] = None if update_mask is None else list(update_mask)
+        self._entries.append(entry)
 
     def entries(
         self,

@@ -1,4 +1,5 @@
-"""The REST side: Cloud Desktop images, operations, IAM tokens and the metadata service, over aiohttp."""
+"""The REST side: Cloud Desktop images and desktops, operations, IAM tokens and the metadata service,
+over aiohttp."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from google.protobuf.message import Message
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
+from yandex.cloud.clouddesktop.v1 import desktop_service_pb2
 from yandex.cloud.iam.v1 import iam_token_service_pb2
 from yandex.cloud.operation import operation_pb2, operation_service_pb2
 
 from desktop_image_operator.fakecloud import methods
 from desktop_image_operator.fakecloud.codes import CloudError, Code
 from desktop_image_operator.fakecloud.context import CallContext
+from desktop_image_operator.fakecloud.desktops import DesktopService
 from desktop_image_operator.fakecloud.dispatch import CallMeta, Dispatcher
 from desktop_image_operator.fakecloud.ids import new_request_id
-from desktop_image_operator.fakecloud.images import DesktopImageService
+from desktop_image_operator.fakecloud.images import DesktopImageService, sent_mask
 from desktop_image_operator.fakecloud.operations import OperationService
 from desktop_image_operator.fakecloud.protojson import decode_body, dumps, from_json, status, to_json
 from desktop_image_operator.fakecloud.tokens import IamTokenService, MetadataTokenService
@@ -26,6 +29,7 @@ from desktop_image_operator.fakecloud.tokens import IamTokenService, MetadataTok
 T = TypeVar("T")
 
 IMAGES_PATH = "/cloud-desktop/v1/images"
+DESKTOPS_PATH = "/cloud-desktop/v1/desktops"
 OPERATIONS_PATH = "/operations"
 IAM_TOKENS_PATH = "/iam/v1/tokens"
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
@@ -77,18 +81,21 @@ class RestApi:
         self,
         dispatcher: Dispatcher,
         images: DesktopImageService,
+        desktops: DesktopService,
         operations: OperationService,
         iam_tokens: IamTokenService,
         metadata: MetadataTokenService,
     ) -> None:
         self._dispatcher = dispatcher
         self._images = images
+        self._desktops = desktops
         self._operations = operations
         self._iam_tokens = iam_tokens
         self._metadata = metadata
 
     def routes(self) -> list[web.RouteDef]:
         image = IMAGES_PATH + "/" + _ID % "image_id"
+        desktop = DESKTOPS_PATH + "/" + _ID % "desktop_id"
         operation = OPERATIONS_PATH + "/" + _ID % "operation_id"
         return [
             web.get(IMAGES_PATH, self.list_images),
@@ -97,6 +104,7 @@ class RestApi:
             web.get(image, self.get_image),
             web.patch(image, self.update_image),
             web.delete(image, self.delete_image),
+            web.get(desktop, self.get_desktop),
             web.get(operation, self.get_operation),
             web.get(operation + ":cancel", self.cancel_operation),
             web.post(operation + ":cancel", self.cancel_operation),
@@ -135,16 +143,29 @@ class RestApi:
 
     async def update_image(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        image_id = request.match_info["image_id"]
+        # Read before dispatch so the log has the mask even of a refused call; a bad body is still
+        # answered in the usual order (authentication and faults first).
+        parsed: service_pb2.UpdateDesktopImageRequest | CloudError
+        try:
+            parsed = _update_request(raw, request.match_info["image_id"])
+        except CloudError as exc:
+            parsed = exc
 
         def handler(ctx: CallContext) -> Message:
-            return self._images.update(_update_request(raw, image_id), ctx)
+            if isinstance(parsed, CloudError):
+                raise parsed
+            return self._images.update(parsed, ctx)
 
-        return await self._serve(request, methods.UPDATE, handler)
+        mask = None if isinstance(parsed, CloudError) else sent_mask(parsed)
+        return await self._serve(request, methods.UPDATE, handler, update_mask=mask)
 
     async def delete_image(self, request: web.Request) -> web.StreamResponse:
         message = service_pb2.DeleteDesktopImageRequest(image_id=request.match_info["image_id"])
         return await self._serve(request, methods.DELETE, lambda ctx: self._images.delete(message, ctx))
+
+    async def get_desktop(self, request: web.Request) -> web.StreamResponse:
+        message = desktop_service_pb2.GetDesktopRequest(desktop_id=request.match_info["desktop_id"])
+        return await self._serve(request, methods.DESKTOP_GET, lambda ctx: self._desktops.get(message, ctx))
 
     async def get_operation(self, request: web.Request) -> web.StreamResponse:
         message = operation_service_pb2.GetOperationRequest(operation_id=request.match_info["operation_id"])
@@ -182,6 +203,7 @@ class RestApi:
         handler: Callable[[CallContext], T],
         *,
         authenticate: bool = True,
+        update_mask: list[str] | None = None,
     ) -> web.StreamResponse:
         headers = request.headers
         meta = CallMeta(
@@ -190,6 +212,7 @@ class RestApi:
             authorization=headers.get("Authorization"),
             idempotency_key=headers.get("Idempotency-Key") or None,
             request_id=headers.get("X-Request-Id") or None,
+            update_mask=update_mask,
         )
         outcome = await self._dispatcher.run(meta, handler, authenticate=authenticate)
         reply_headers = {"X-Request-Id": outcome.request_id, "X-Server-Trace-Id": outcome.trace_id}

@@ -24,6 +24,9 @@ LARGE_COMPUTE_IMAGE_ID = "fd8image000000000002"
 # Public Compute images live in a folder of their own, readable by everyone.
 STANDARD_IMAGES_FOLDER_ID = "standard-images"
 
+# When the seeded desktops were created (2024-01-01T00:00:00Z): fixed, so answers are reproducible.
+SEEDED_AT = 1_704_067_200.0
+
 SERVICE_ACCOUNT_ID = "ajesvcacct0000000001"
 SERVICE_ACCOUNT_NAME = "desktop-image-operator"
 
@@ -42,11 +45,15 @@ def folders() -> list[Folder]:
 
 def desktops() -> list[Desktop]:
     return [
-        Desktop(STOPPED_DESKTOP_ID, FOLDER_ID, "analyst-1", "STOPPED", 12 * GIB, 20 * GIB),
-        Desktop(RUNNING_DESKTOP_ID, FOLDER_ID, "analyst-2", "ACTIVE", 14 * GIB, 20 * GIB),
-        Desktop(SECOND_FOLDER_DESKTOP_ID, SECOND_FOLDER_ID, "staging-1", "STOPPED", 18 * GIB, 32 * GIB),
-        Desktop(OTHER_CLOUD_DESKTOP_ID, OTHER_CLOUD_FOLDER_ID, "other-1", "STOPPED", 10 * GIB, 16 * GIB),
-        Desktop(SECOND_STOPPED_DESKTOP_ID, FOLDER_ID, "builder-1", "STOPPED", 25 * GIB, 40 * GIB),
+        Desktop(STOPPED_DESKTOP_ID, FOLDER_ID, "analyst-1", "STOPPED", 12 * GIB, 20 * GIB, SEEDED_AT),
+        Desktop(RUNNING_DESKTOP_ID, FOLDER_ID, "analyst-2", "ACTIVE", 14 * GIB, 20 * GIB, SEEDED_AT),
+        Desktop(
+            SECOND_FOLDER_DESKTOP_ID, SECOND_FOLDER_ID, "staging-1", "STOPPED", 18 * GIB, 32 * GIB, SEEDED_AT
+        ),
+        Desktop(
+            OTHER_CLOUD_DESKTOP_ID, OTHER_CLOUD_FOLDER_ID, "other-1", "STOPPED", 10 * GIB, 16 * GIB, SEEDED_AT
+        ),
+        Desktop(SECOND_STOPPED_DESKTOP_ID, FOLDER_ID, "builder-1", "STOPPED", 25 * GIB, 40 * GIB, SEEDED_AT),
     ]
 
 

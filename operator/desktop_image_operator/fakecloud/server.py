@@ -1,4 +1,8 @@
-"""`FakeCloud`: the fake Yandex Cloud serving REST and gRPC on loopback from one state."""
+"""`FakeCloud`: the fake Yandex Cloud serving REST and gRPC on loopback from one state.
+
+Services: Cloud Desktop `DesktopImageService` (all of it) and `DesktopService.Get`, `OperationService`
+(Get, Cancel), `IamTokenService.Create` (JWT exchange), and the metadata service's token endpoint (REST).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.fakecloud.admin import AdminApi
 from desktop_image_operator.fakecloud.clock import Clock
 from desktop_image_operator.fakecloud.config import FakeCloudConfig
+from desktop_image_operator.fakecloud.desktops import DesktopService
 from desktop_image_operator.fakecloud.dispatch import Dispatcher
 from desktop_image_operator.fakecloud.grpc_service import add_servicers
 from desktop_image_operator.fakecloud.images import DesktopImageService
@@ -63,6 +68,7 @@ class FakeCloud:
         self.key_id = self.state.iam.create_key(account.id, service_account_key).id
         self._dispatcher = Dispatcher(self.state)
         self._images = DesktopImageService(self.state)
+        self._desktops = DesktopService(self.state)
         self._operations = OperationService(self.state)
         self._iam_tokens = IamTokenService(self.state)
         self._metadata = MetadataTokenService(self.state, account.id)
@@ -149,7 +155,9 @@ class FakeCloud:
         if self._runner is not None:
             raise RuntimeError("the fake cloud is already started")
         app = web.Application()
-        rest = RestApi(self._dispatcher, self._images, self._operations, self._iam_tokens, self._metadata)
+        rest = RestApi(
+            self._dispatcher, self._images, self._desktops, self._operations, self._iam_tokens, self._metadata
+        )
         admin = AdminApi(self.state, self.endpoints, self.authorized_key)
         app.add_routes(rest.routes())
         app.add_routes(admin.routes())
@@ -169,7 +177,9 @@ class FakeCloud:
         self.port = sock.getsockname()[1]
         try:
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            add_servicers(server, self._dispatcher, self._images, self._operations, self._iam_tokens)
+            add_servicers(
+                server, self._dispatcher, self._images, self._desktops, self._operations, self._iam_tokens
+            )
             try:
                 bound = server.add_insecure_port(f"{host_for_url(self.host)}:{self.grpc_port}")
             except RuntimeError:  # grpc reports a busy port this way
