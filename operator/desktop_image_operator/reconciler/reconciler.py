@@ -259,13 +259,19 @@ class Reconciler:
         return await cloud.get_image(operation.image_id or run.status.image_id or "")
 
     async def _wait_active(self, cloud: DesktopImageClient, image: CloudImage) -> CloudImage:
-        """An image still CREATING with no operation we know of: poll it, backing off, until it is ACTIVE."""
+        """An image still CREATING with no operation we know of (an adopted one): wait until it is not."""
+        return await self._wait_while(cloud, image, ImageStatus.CREATING)
+
+    async def _wait_while(
+        self, cloud: DesktopImageClient, image: CloudImage, *busy: ImageStatus
+    ) -> CloudImage:
+        """Poll the image, backing off, while its status is one of `busy`; NOT_FOUND propagates."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._image_wait.timeout
         attempt = 1
-        while image.status is ImageStatus.CREATING:
+        while image.status in busy:
             if loop.time() >= deadline:
-                raise CloudError(Code.DEADLINE_EXCEEDED, f"image {image.id} still CREATING")
+                raise CloudError(Code.DEADLINE_EXCEEDED, f"image {image.id} still {image.status.value}")
             await self._sleep(self._image_wait.backoff.equal_jitter(attempt, self._rng))
             attempt += 1
             image = await cloud.get_image(image.id)
@@ -357,29 +363,35 @@ class Reconciler:
 
     async def _delete(self, run: _Run, cloud: DesktopImageClient, image_id: str) -> None:
         status = run.status
-        operation_id = status.operation_id if run.ready_reason == c.DELETING else None
-        if operation_id is None:
+        if run.ready_reason == c.DELETING and status.operation_id:
+            # Our delete was accepted before a restart: see it through rather than ask again.
+            done = await cloud.follow_operation(status.operation_id)
+            if done.error is None or done.error.code is Code.NOT_FOUND:
+                return
+        key = naming.delete_key(run.resource.uid, image_id)
+        try:
+            operation = await cloud.delete(image_id, idempotency_key=key)
+        except CloudError as error:
+            if error.code is Code.NOT_FOUND:
+                return  # already gone: never hang on an image that does not exist
+            if error.code is not Code.FAILED_PRECONDITION:
+                raise
+            # Busy: still being created (adopted mid-copy) or already being deleted (our own unrecorded
+            # call). Wait until it settles; gone is done, ACTIVE is deleted now.
             try:
-                operation = await cloud.delete(
-                    image_id, idempotency_key=naming.delete_key(run.resource.uid, image_id)
+                await self._wait_while(
+                    cloud, await cloud.get_image(image_id), ImageStatus.CREATING, ImageStatus.DELETING
                 )
-            except CloudError as error:
-                if error.code is Code.NOT_FOUND:
-                    return  # already gone: never hang on an image that does not exist
-                if error.code is Code.FAILED_PRECONDITION:
-                    # Still being created (adopted mid-copy): wait for it, then delete.
-                    await self._wait_active(cloud, await cloud.get_image(image_id))
-                    operation = await cloud.delete(
-                        image_id, idempotency_key=naming.delete_key(run.resource.uid, image_id)
-                    )
-                else:
-                    raise
-            operation_id = operation.id
-            status.operation_id = operation_id
-            run.ready(c.not_ready(c.DELETING, f"Deleting cloud image {image_id} ({operation_id})."))
-            run.synced(c.ready(c.RECONCILE_SUCCESS, "The deletion was accepted by the cloud."))
-            await run.flush()
-        done = await cloud.follow_operation(operation_id)
+            except CloudError as gone:
+                if gone.code is Code.NOT_FOUND:
+                    return
+                raise
+            operation = await cloud.delete(image_id, idempotency_key=key)
+        status.operation_id = operation.id
+        run.ready(c.not_ready(c.DELETING, f"Deleting cloud image {image_id} ({operation.id})."))
+        run.synced(c.ready(c.RECONCILE_SUCCESS, "The deletion was accepted by the cloud."))
+        await run.flush()
+        done = await cloud.follow_operation(operation.id)
         if done.error is not None and done.error.code is not Code.NOT_FOUND:
             raise done.error
 

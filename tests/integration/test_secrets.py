@@ -1,0 +1,95 @@
+"""Key material and tokens never reach logs, events, status or metrics, and bad credentials say so plainly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import Kubectl
+from tests.integration.conftest import StartOperator
+from tests.integration.manifests import desktop_image, from_compute_image, text
+from tests.integration.support import FakeCloudProcess
+from tests.integration.test_operator import condition, get, wait_ready, wait_reason
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
+
+
+def unregistered_key(like: dict[str, Any]) -> dict[str, Any]:
+    """An authorized key in the right format whose public half the cloud has never seen."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {**like, "private_key": pem}
+
+
+def secret_fragments(key: dict[str, Any]) -> list[str]:
+    """Pieces of a key that must never be seen: lines of the private key's body."""
+    body = [
+        line for line in key["private_key"].splitlines() if line and not line.startswith(("-----", "PLEASE"))
+    ]
+    return body[1:4]
+
+
+def create_key_secret(kubectl: Kubectl, namespace: str, name: str, key: dict[str, Any], tmp: Path) -> None:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(key))
+    kubectl("create", "secret", "generic", "-n", namespace, name, f"--from-file=key.json={path}")
+    path.unlink()
+
+
+def test_secrets_stay_secret_and_bad_credentials_are_clear(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    token = cloud.http.post("/tokens", json={}).json()["iamToken"]
+    team_key = cloud.http.post("/service-accounts", json={"name": "team-a"}).json()
+    stranger = unregistered_key(team_key)
+    create_key_secret(kubectl, namespace, "team-a-key", team_key, tmp_path)
+    create_key_secret(kubectl, namespace, "stranger-key", stranger, tmp_path)
+
+    operator = start_operator(
+        extra_env={
+            "DESKTOP_IMAGE_OPERATOR_CREDENTIALS_FILE": None,
+            "DESKTOP_IMAGE_OPERATOR_IAM_TOKEN": token,  # default credentials: a plain token
+            "DESKTOP_IMAGE_OPERATOR_LOG_LEVEL": "DEBUG",
+            "DESKTOP_IMAGE_OPERATOR_LOG_FORMAT": "json",
+        }
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(
+        desktop_image("default-token"),
+        from_compute_image("team-key", credentialsRef={"name": "team-a-key"}),
+        from_compute_image("stranger", credentialsRef={"name": "stranger-key"}),
+        from_compute_image("no-secret", credentialsRef={"name": "missing"}),
+    ))  # fmt: skip
+    wait_ready(kubectl, namespace, "default-token", "team-key")
+
+    stranger_obj = wait_reason(kubectl, namespace, "stranger", "CredentialsInvalid")
+    assert "UNAUTHENTICATED" in condition(stranger_obj, "Ready")["message"]
+    missing = wait_reason(kubectl, namespace, "no-secret", "CredentialsInvalid")
+    assert f"Secret {namespace}/missing does not exist" in condition(missing, "Ready")["message"]
+
+    # The team's key acted for its object: the cloud saw its service account.
+    principals = {entry["principal"] for entry in cloud.requests("DesktopImageService.Copy")}
+    assert team_key["service_account_id"] in principals
+
+    seen = {
+        "logs": operator.logs(),
+        "metrics": operator.metrics(),
+        "events": kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
+        "status": json.dumps(
+            [
+                get(kubectl, namespace, n).get("status")
+                for n in ("default-token", "team-key", "stranger", "no-secret")
+            ]
+        ),
+    }
+    assert '"level"' in seen["logs"] or '"message"' in seen["logs"], "JSON logs expected"
+    secrets = [token, *secret_fragments(team_key), *secret_fragments(stranger)]
+    for where, content in seen.items():
+        for secret in secrets:
+            assert secret not in content, f"a secret leaked into {where}"
