@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from desktop_image_operator.fakecloud import seeds
 from tests.conftest import Kubectl, kubectl_json
@@ -151,3 +152,96 @@ def test_failed_copy_gives_copy_failed_and_no_retry_storm(
     # Terminal: watching for a while shows no second copy (a hot loop would make dozens).
     time.sleep(5)
     assert cloud.calls()["DesktopImageService.CopyFromDesktop"] == 1
+
+
+def test_running_desktop_is_a_clear_condition_until_it_is_stopped(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator()
+    manifest = desktop_image("from-running", source={"desktopId": seeds.RUNNING_DESKTOP_ID})
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(manifest))
+    obj = wait_reason(kubectl, namespace, "from-running", "SourceNotReady")
+    message = condition(obj, "Ready")["message"]
+    assert message.startswith("FAILED_PRECONDITION:")
+    assert "request id" in message
+
+    # Terminal: the operator waits for a change rather than hammering the cloud.
+    cloud.set_desktop(seeds.RUNNING_DESKTOP_ID, status="STOPPED")
+    try:
+        kubectl("annotate", "-n", namespace, "desktopimage", "from-running", "example.com/retry=1")
+        wait_ready(kubectl, namespace, "from-running")
+    finally:
+        cloud.set_desktop(seeds.RUNNING_DESKTOP_ID, status="ACTIVE")
+    assert cloud.calls()["DesktopImageService.CopyFromDesktop"] == 2
+
+
+def test_pause_annotation_stops_cloud_calls(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator()
+    paused = desktop_image("paused")
+    paused["metadata"]["annotations"] = {"clouddesktop.yc.io/paused": "true"}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(paused))
+    wait_until(
+        lambda: any(
+            c["type"] == "Synced" and c["reason"] == "ReconcilePaused"
+            for c in get(kubectl, namespace, "paused").get("status", {}).get("conditions", [])
+        ),
+        timeout=30,
+        what="Synced=ReconcilePaused",
+    )
+    assert not any(entry["method"].startswith("DesktopImageService") for entry in cloud.requests())
+
+    kubectl("annotate", "-n", namespace, "desktopimage", "paused", "clouddesktop.yc.io/paused-")
+    wait_ready(kubectl, namespace, "paused")
+
+
+def test_image_deleted_behind_our_back_is_reported_and_not_recreated(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator(extra_env={"DESKTOP_IMAGE_OPERATOR_RESYNC_SECONDS": "2"})
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("drifted")))
+    wait_ready(kubectl, namespace, "drifted")
+    [image] = cloud.images()
+    cloud.http.delete(f"/images/{image['id']}").raise_for_status()
+
+    obj = wait_reason(kubectl, namespace, "drifted", "ImageNotFound", timeout=30)
+    assert image["id"] in condition(obj, "Ready")["message"]
+    events = kubectl_json(
+        kubectl, "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=drifted"
+    )
+    assert "ImageNotFound" in {event["reason"] for event in events["items"]}
+    time.sleep(3)  # more than one resync period
+    assert cloud.images() == []
+    assert cloud.calls()["DesktopImageService.CopyFromDesktop"] == 1
+
+    # Deleting the object then releases it at once: there is nothing left to delete.
+    kubectl("delete", "-n", namespace, "desktopimage", "drifted", "--timeout=30s", timeout=40)
+
+
+def test_metrics_are_scrapeable_and_count_what_happened(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    operator = start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("measured")))
+    wait_ready(kubectl, namespace, "measured")
+
+    families = {family.name: family for family in text_string_to_metric_families(operator.metrics())}
+    copies = [
+        sample.value
+        for sample in families["desktop_image_operator_cloud_requests"].samples
+        if sample.name.endswith("_total") and sample.labels == {"method": COPY_METHODS[1], "code": "OK"}
+    ]
+    assert copies == [1.0]
+    ready = [
+        s for s in families["desktop_image_operator_objects"].samples if s.labels == {"reason": "Available"}
+    ]
+    assert [s.value for s in ready] == [1.0]
+    results = {
+        (s.labels["trigger"], s.labels["result"])
+        for s in families["desktop_image_operator_reconciles"].samples
+        if s.name.endswith("_total")
+    }
+    assert ("create", "ready") in results
+    assert families["desktop_image_operator_time_to_ready_seconds"].samples
+    assert families["desktop_image_operator_cloud_request_duration_seconds"].samples

@@ -4,5 +4,7 @@ from desktop_image_operator.api import GROUP
 
 PAUSED = f"{GROUP}/paused"
 FINALIZER = f"{GROUP}/finalizer"
-# Where kopf keeps its per-handler progress and the last handled spec: our prefix, not kopf's.
-PREFIX = GROUP
+# Where kopf keeps its per-handler progress and the last handled spec: ours, not kopf's default. A
+# subdomain of the group, because kopf ignores changes to every annotation under its storage prefix, and
+# users' annotations such as PAUSED must stay visible to it.
+PREFIX = f"operator.{GROUP}"
