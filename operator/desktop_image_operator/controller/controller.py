@@ -24,7 +24,7 @@ from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
-from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result
+from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
 from desktop_image_operator.reconciler.resource import InvalidObject, Resource
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Controller:
         jitter = self.settings.resync_jitter
         return self.settings.resync_seconds * (1 + self._rng.uniform(-jitter, jitter))
 
-    def _writer(self, body: Mapping[str, Any]) -> Any:
+    def _writer(self, body: Mapping[str, Any]) -> StatusWriter:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
         async def write(patch: dict[str, Any]) -> None:
