@@ -17,13 +17,13 @@ test: venv controlplane-bin lint
 	@./scripts/pytest.sh $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator tests benchmarks
 
 crds: venv
 	$(BIN)/desktop-image-operator crd > crds/clouddesktop.yc.io_desktopimages.yaml
