@@ -409,7 +409,11 @@ class _Run:
         self._write = write
         self._now = now
         self._written = _dump(resource.status)
-        ready = c.find(resource.status.conditions, CONDITION_READY)
+        self._remember_ready()
+
+    def _remember_ready(self) -> None:
+        """Ready as last written: what the object says now, for telling transitions apart."""
+        ready = c.find(self.status.conditions, CONDITION_READY)
         self.ready_reason = ready.reason if ready else None
         self.ready_status = ready.status if ready else None
 
@@ -459,9 +463,7 @@ class _Run:
             patch[gone] = None  # a merge patch removes a field by nulling it
         await self._write({"status": patch})
         self._written = current
-        self.ready_reason = next(
-            (x.reason for x in self.status.conditions or [] if x.type == CONDITION_READY), None
-        )
+        self._remember_ready()
 
 
 def _dump(status: DesktopImageStatus) -> dict[str, Any]:
