@@ -8,29 +8,40 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format crds controlplane-bin system-deps venv bench clean
+.PHONY: run test lint format crds manifests controlplane-bin helm-bin system-deps venv bench clean
 
 run: venv controlplane-bin
 	$(BIN)/desktop-image-operator dev
 
-test: venv controlplane-bin lint
+test: venv controlplane-bin helm-bin lint
 	@./scripts/pytest.sh $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 format: venv
 	$(BIN)/ruff check --fix operator tests benchmarks
 	$(BIN)/ruff format operator tests benchmarks
 
-crds: venv
+# The CRD from the pydantic models, its copy in the chart, and the plain manifests rendered from the chart.
+crds: venv helm-bin
 	$(BIN)/desktop-image-operator crd > crds/clouddesktop.yc.io_desktopimages.yaml
+	cp crds/clouddesktop.yc.io_desktopimages.yaml deploy/helm/desktop-image-operator/crds/
+	$(BIN)/python -m tests.delivery.render_manifests
+
+manifests: venv helm-bin
+	$(BIN)/python -m tests.delivery.render_manifests
 
 # etcd and kube-apiserver built from their Go modules; cached outside the repository by version.
 controlplane-bin: venv
 	$(BIN)/python -m desktop_image_operator.devenv.binaries
+
+# Helm built from its Go module at the version pinned in scripts/helm.sh; cached outside the repository.
+helm-bin: system-deps
+	@./scripts/helm.sh version >/dev/null
 
 venv: $(STAMP)
 

@@ -1,0 +1,220 @@
+"""Helpers of the delivery tests: the pinned Helm, the chart's rendered objects, ServiceAccount kubeconfigs
+and operator processes started from any executable."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from desktop_image_operator.devenv import processes
+from tests.integration.support import FakeCloudProcess, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "desktop-image-operator"
+CRD_FILE = REPO / "crds" / "clouddesktop.yc.io_desktopimages.yaml"
+CHART_CRD_FILE = CHART / "crds" / CRD_FILE.name
+MANIFESTS = REPO / "deploy" / "manifests"
+HELM_SCRIPT = REPO / "scripts" / "helm.sh"
+DOCKERFILE = REPO / "Dockerfile"
+
+# The first call of scripts/helm.sh builds Helm from its Go module: bounded, but generous.
+HELM_BUILD_TIMEOUT = 840
+
+
+# --- Helm ---------------------------------------------------------------------------------------------
+
+
+def helm_binary() -> Path:
+    """The pinned Helm, built on first use by scripts/helm.sh."""
+    completed = subprocess.run(
+        [str(HELM_SCRIPT), "--print-path"], capture_output=True, text=True, timeout=HELM_BUILD_TIMEOUT
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"scripts/helm.sh failed:\n{completed.stderr}{completed.stdout}")
+    return Path(completed.stdout.strip().splitlines()[-1])
+
+
+class Helm:
+    """Helm with its own config, cache and data directories (nothing of the user's is read or written)."""
+
+    def __init__(self, binary: Path, home: Path, kubeconfig: Path | None = None) -> None:
+        self.binary = binary
+        self.env = {
+            **processes.environment_without_kube_settings(),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+        if kubeconfig is not None:
+            self.env["KUBECONFIG"] = str(kubeconfig)
+        self.workdir = home
+
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, timeout=timeout, env=self.env
+        )
+        if check and completed.returncode != 0:
+            output = completed.stderr + completed.stdout
+            raise AssertionError(f"helm {' '.join(args)} failed ({completed.returncode}):\n{output}")
+        return completed
+
+    def values_file(self, values: Mapping[str, Any]) -> Path:
+        handle, name = tempfile.mkstemp(prefix="values-", suffix=".yaml", dir=self.workdir)
+        with os.fdopen(handle, "w") as out:
+            yaml.safe_dump(dict(values), out)
+        return Path(name)
+
+    def template(
+        self,
+        values: Mapping[str, Any] | None = None,
+        *,
+        release: str = "dio",
+        namespace: str = "operators",
+        args: Sequence[str] = (),
+    ) -> str:
+        command = [release, str(CHART), "--namespace", namespace, *args]
+        if values:
+            command += ["--values", str(self.values_file(values))]
+        return self("template", *command).stdout
+
+    def render(self, values: Mapping[str, Any] | None = None, **options: Any) -> list[dict[str, Any]]:
+        return documents(self.template(values, **options))
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def find(objects: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        obj for obj in objects if obj["kind"] == kind and (name is None or obj["metadata"]["name"] == name)
+    ]
+
+
+def only(objects: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = find(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def container_env(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
+    container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+# --- Kubernetes identities ----------------------------------------------------------------------------
+
+
+def token_kubeconfig(path: Path, *, server: str, ca_file: Path, token: str, namespace: str) -> Path:
+    """A kubeconfig that authenticates with a bearer token only (what a pod's ServiceAccount gets)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "service-account", "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "service-account",
+                "context": {"cluster": "local", "user": "service-account", "namespace": namespace},
+            }
+        ],
+        "current-context": "service-account",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+# --- An operator process from any executable ------------------------------------------------------------
+
+
+def operator_env(
+    cloud: FakeCloudProcess,
+    *,
+    kubeconfig: Path,
+    namespaces: Sequence[str],
+    metrics_port: int,
+    health_port: int,
+) -> dict[str, str]:
+    """The operator's settings for the fake cloud, as environment variables (as the chart passes them)."""
+    endpoints = cloud.endpoints
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "DESKTOP_IMAGE_OPERATOR_DESKTOP_ENDPOINT": endpoints["cloudDesktop"],
+        "DESKTOP_IMAGE_OPERATOR_OPERATION_ENDPOINT": endpoints["operation"],
+        "DESKTOP_IMAGE_OPERATOR_IAM_ENDPOINT": endpoints["iam"],
+        "DESKTOP_IMAGE_OPERATOR_METADATA_ENDPOINT": endpoints["metadata"],
+        "DESKTOP_IMAGE_OPERATOR_BIND_ADDRESS": "127.0.0.1",
+        "DESKTOP_IMAGE_OPERATOR_METRICS_PORT": str(metrics_port),
+        "DESKTOP_IMAGE_OPERATOR_HEALTH_PORT": str(health_port),
+        "DESKTOP_IMAGE_OPERATOR_OPERATION_POLL_SECONDS": "0.2",
+        "DESKTOP_IMAGE_OPERATOR_RETRY_BASE_SECONDS": "1",
+        "DESKTOP_IMAGE_OPERATOR_LOG_FORMAT": "json",
+    }
+    if namespaces:
+        env["DESKTOP_IMAGE_OPERATOR_NAMESPACE"] = ",".join(namespaces)
+    return env
+
+
+class ProcessUnderTest:
+    """A long-running child (the operator) with its output in a log file; stopped with SIGTERM."""
+
+    def __init__(
+        self, argv: Sequence[str | Path], *, env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self._process = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+            )
+
+    def running(self) -> bool:
+        if self._process.poll() is not None:
+            raise RuntimeError(
+                f"the operator exited ({self._process.returncode}):\n{processes.tail(self.log)}"
+            )
+        return True
+
+    def wait_http(self, url: str, *, timeout: float = 60) -> httpx.Response:
+        """Poll `url` until it answers 200 (failing at once if the process died)."""
+
+        def answered() -> httpx.Response | None:
+            self.running()
+            try:
+                response = httpx.get(url, timeout=2)
+            except httpx.HTTPError:
+                return None
+            return response if response.status_code == 200 else None
+
+        response: httpx.Response = wait_until(answered, timeout=timeout, what=url)
+        return response
+
+    def stop(self) -> int | None:
+        processes.stop(self._process)
+        return self._process.returncode
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
