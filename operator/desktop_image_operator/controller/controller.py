@@ -113,6 +113,7 @@ class Controller:
     async def finalize(self, body: Mapping[str, Any], memo: Any) -> Outcome:
         state = self.state(memo)
         async with state.lock:
+            started = time.monotonic()
             write, events = self._writer(body), KopfEvents(body)
             resource = Resource.from_body(body)
             if resource.spec.deletion_policy == "Retain":
@@ -124,7 +125,7 @@ class Controller:
                     outcome = await self._reconciler.report(resource, failure, write, events)
                 else:
                     outcome = await self._reconciler.finalize(resource, cloud, write, events)
-            metrics.observe_reconcile(outcome.result.value, "delete", 0.0)
+            metrics.observe_reconcile(outcome.result.value, "delete", time.monotonic() - started)
             if outcome.result in (Result.DELETED, Result.RETAINED):
                 metrics.OBJECTS.forget(body["metadata"]["uid"])
             else:
