@@ -1,1 +1,1 @@
-"""Metrics (and later logging helpers) of the operator."""
+"""Observability of the operator: Prometheus metrics and log set-up."""
