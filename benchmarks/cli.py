@@ -90,7 +90,7 @@ def run(options: Options) -> dict[str, Any]:
                 workdir, copy_seconds=options.single_copy_seconds, operation_seconds=options.operation_seconds
             )
             stack.callback(cloud.stop)
-            cloud.configure(
+            cloud.config(
                 imageQuota=options.objects + 100,
                 imageSizeQuota=1 << 60,
                 requestLogSize=max(100_000, options.objects * 200),
@@ -113,7 +113,7 @@ def run(options: Options) -> dict[str, Any]:
                 "machine": system.machine(),
                 "versions": system.versions(kubectl.json("version", timeout=30), control_plane.binaries),
                 "options": options.to_json(),
-                "fakeCloud": cloud.configure(),
+                "fakeCloud": cloud.config(),
             }
             results["singleObject"] = {"rest": scenarios.single_object(bench, "rest")}
             if options.grpc:

@@ -113,7 +113,7 @@ def single_object(bench: Bench, transport: str) -> dict[str, Any]:
     """A warm-up object, then `repetitions` fresh objects one at a time: apply -> Ready, delete -> gone."""
     options = bench.options
     namespace = bench.namespace(f"bench-one-{transport}")
-    bench.cloud.configure(copySeconds=options.single_copy_seconds)
+    bench.cloud.config(copySeconds=options.single_copy_seconds)
     with bench.operator(f"one-{transport}", namespace=namespace, transport=transport) as operator:
         time.sleep(options.settle_seconds)  # kopf lists and starts watching the namespace
         # The first object after start also pays for the IAM token exchange and cold connections.
@@ -125,7 +125,7 @@ def single_object(bench: Bench, transport: str) -> dict[str, Any]:
             name = f"one-{transport}-{index:02d}"
             runs.append(_apply_to_ready(bench, namespace, name))
             deletes.append(_delete_to_gone(bench, namespace, name))
-            operator.check_alive()
+            operator.check()
         memory = operator.memory()
     return {
         "transport": transport,
@@ -221,7 +221,7 @@ def many_objects(bench: Bench) -> dict[str, Any]:
     options = bench.options
     count = options.objects
     namespace = bench.namespace("bench-scale")
-    bench.cloud.configure(copySeconds=options.scale_copy_seconds)
+    bench.cloud.config(copySeconds=options.scale_copy_seconds)
     limits = {
         "REQUESTS_PER_SECOND": f"{options.requests_per_second:g}",
         "MAX_CONCURRENCY": str(options.max_concurrency),
@@ -267,7 +267,7 @@ def _create_all(bench: Bench, operator: Operator, namespace: str, count: int) ->
     progress: list[tuple[float, int]] = []
 
     def all_ready() -> list[dict[str, Any]] | None:
-        operator.check_alive()
+        operator.check()
         items = bench.list_objects(namespace)
         ready = sum(1 for item in items if manifests.is_ready(item))
         progress.append((round(time.monotonic() - started, 1), ready))

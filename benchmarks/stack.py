@@ -1,113 +1,32 @@
 """The pieces under test as child processes on loopback: the fake cloud, the operator, and kubectl.
 
-Every child is started through `desktop_image_operator.devenv.processes`, so it dies with us even when we are
-killed; every wait here is bounded.
+They are the local stack's (`desktop_image_operator.devenv.stack`), whose children die with us even when we
+are killed and whose waits are all bounded, with what the benchmarks add: windows on the fake cloud's
+request log, and the operator's memory and CPU time.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import httpx
+from typing import Any
 
 from benchmarks import system
-from desktop_image_operator.devenv import processes, tools
+from desktop_image_operator.devenv.stack import FakeCloudChild, Kubectl, OperatorChild, StackError
+from desktop_image_operator.devenv.stack import wait_until as wait_for
 
-T = TypeVar("T")
-ENV_PREFIX = "DESKTOP_IMAGE_OPERATOR_"
-LOOPBACK = "127.0.0.1"
+__all__ = ["BenchmarkError", "FakeCloud", "Kubectl", "Operator", "wait_for"]
 
-
-class BenchmarkError(RuntimeError):
-    pass
+BenchmarkError = StackError
 
 
-def wait_for(predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str) -> T:
-    """Poll until `predicate` returns something truthy; BenchmarkError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise BenchmarkError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-class Kubectl:
-    """kubectl against the local control plane; its user agent keeps its writes apart from the operator's."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        self.binary = tools.kubectl()
-        self.kubeconfig = kubeconfig
-
-    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> str:
-        try:
-            completed = subprocess.run(
-                [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=processes.environment_without_kube_settings(),
-            )
-        except subprocess.TimeoutExpired:
-            raise BenchmarkError(f"kubectl {' '.join(args)} did not finish within {timeout:.0f} s") from None
-        if completed.returncode != 0:
-            raise BenchmarkError(
-                f"kubectl {' '.join(args)} failed ({completed.returncode}): {completed.stderr.strip()}"
-            )
-        return completed.stdout
-
-    def json(self, *args: str, timeout: float = 60.0) -> Any:
-        return json.loads(self(*args, "-o", "json", timeout=timeout))
-
-
-class FakeCloud:
+class FakeCloud(FakeCloudChild):
     """`desktop-image-operator fake-cloud` and its admin API (`/fake/...`)."""
 
+    admin_timeout = 30.0
+
     def __init__(self, workdir: Path, *, copy_seconds: float, operation_seconds: float) -> None:
-        self.key_file = workdir / "fake-cloud-key.json"
-        self.log = workdir / "fake-cloud.log"
-        self.process = processes.start(
-            [
-                sys.executable, "-m", "desktop_image_operator", "fake-cloud", "--json", "--host", LOOPBACK,
-                "--key-out", self.key_file,
-                "--copy-seconds", str(copy_seconds), "--operation-seconds", str(operation_seconds),
-            ],
-            log_path=self.log,
-        )  # fmt: skip
-        try:
-            line = wait_for(self._summary_line, timeout=30, what="the fake cloud to start")
-            self.endpoints: dict[str, str] = json.loads(line)["endpoints"]
-            self.admin = httpx.Client(base_url=self.endpoints["admin"], timeout=30)
-        except BaseException:
-            processes.stop(self.process)
-            raise
+        super().__init__(workdir, copy_seconds=copy_seconds, operation_seconds=operation_seconds)
         self._seq = 0
-
-    def _summary_line(self) -> str | None:
-        if self.process.poll() is not None:
-            raise BenchmarkError(f"the fake cloud exited:\n{processes.tail(self.log)}")
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return next((line for line in text.splitlines() if line.startswith("{")), None)
-
-    def stop(self) -> None:
-        if hasattr(self, "admin"):
-            self.admin.close()
-        processes.stop(self.process)
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        response = self.admin.post("/config", json=changes) if changes else self.admin.get("/config")
-        response.raise_for_status()
-        return dict(response.json())
 
     def mark(self) -> int:
         """The sequence number of the latest logged call: calls after it are `calls_since(mark)`."""
@@ -115,21 +34,20 @@ class FakeCloud:
         return self._seq
 
     def calls_since(self, seq: int) -> list[dict[str, Any]]:
-        response = self.admin.get("/requests", params={"after": str(seq)})
-        response.raise_for_status()
-        entries: list[dict[str, Any]] = response.json()["requests"]
+        entries = self.requests(after=seq)
         if entries:
             self._seq = max(self._seq, max(int(entry["seq"]) for entry in entries))
         return entries
 
     def image_count(self) -> int:
-        response = self.admin.get("/images")
-        response.raise_for_status()
-        return len(response.json()["images"])
+        return len(self.images())
 
 
-class Operator:
-    """`desktop-image-operator run` for one namespace, configured by environment variables."""
+class Operator(OperatorChild):
+    """`desktop-image-operator run` for one namespace, configured by environment variables: settings of our
+    own only, none inherited from the caller's environment."""
+
+    stop_grace = 30.0
 
     def __init__(
         self,
@@ -142,64 +60,19 @@ class Operator:
         transport: str = "rest",
         settings: dict[str, str] | None = None,
     ) -> None:
-        self.log = workdir / f"operator-{label}.log"
-        self.health_port = processes.free_port()
-        endpoints = cloud.endpoints
-        # Settings of our own only: none inherited from the caller's environment.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and k != "KUBECONFIG"}
-        self.settings: dict[str, str] = {
-            "NAMESPACE": namespace,
-            "TRANSPORT": transport,
-            **(settings or {}),
-        }
-        wiring = {
-            "DESKTOP_ENDPOINT": endpoints["cloudDesktop"],
-            "OPERATION_ENDPOINT": endpoints["operation"],
-            "IAM_ENDPOINT": endpoints["iam"],
-            "METADATA_ENDPOINT": endpoints["metadata"],
-            "DESKTOP_GRPC_TARGET": endpoints["grpc"],
-            "OPERATION_GRPC_TARGET": endpoints["grpc"],
-            "GRPC_INSECURE": "true",
-            "CREDENTIALS_FILE": str(cloud.key_file),
-            "BIND_ADDRESS": LOOPBACK,
-            "METRICS_PORT": str(processes.free_port()),
-            "HEALTH_PORT": str(self.health_port),
-        }
-        env.update({ENV_PREFIX + key: value for key, value in {**wiring, **self.settings}.items()})
-        env["KUBECONFIG"] = str(kubeconfig)
-        self.process = processes.start(
-            [sys.executable, "-m", "desktop_image_operator", "run"], log_path=self.log, env=env
+        super().__init__(
+            workdir,
+            cloud,
+            kubeconfig=kubeconfig,
+            settings={"NAMESPACE": namespace, "TRANSPORT": transport, **(settings or {})},
+            log=workdir / f"operator-{label}.log",
+            inherit_settings=False,
         )
-        try:
-            wait_for(self._healthy, timeout=60, what="the operator's liveness endpoint")
-        except BaseException:
-            self.stop()
-            raise
-        self.started_at = time.time()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise BenchmarkError(f"the operator exited:\n{processes.tail(self.log)}")
-        try:
-            return httpx.get(f"http://{LOOPBACK}:{self.health_port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise BenchmarkError(f"the operator exited:\n{processes.tail(self.log)}")
 
     def memory(self) -> dict[str, int]:
-        self.check_alive()
+        self.check()
         return system.process_memory(self.pid)
 
     def cpu_seconds(self) -> float:
-        self.check_alive()
+        self.check()
         return round(system.process_cpu_seconds(self.pid), 2)
-
-    def stop(self) -> None:
-        processes.stop(self.process, grace=30)

@@ -16,7 +16,7 @@ import yaml
 from desktop_image_operator.api import validation
 from desktop_image_operator.api.constants import API_VERSION, KIND
 from desktop_image_operator.api.spec import DesktopImageSpec
-from desktop_image_operator.devenv import dev
+from desktop_image_operator.devenv import dev, liveview, stack
 from desktop_image_operator.fakecloud import seeds
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -99,14 +99,14 @@ def test_a_secret_given_as_data_is_filled_as_string_data() -> None:
 
 
 def test_missing_examples_directory_names_the_way_out(tmp_path: Path) -> None:
-    with pytest.raises(dev.StackError, match="--no-examples"):
+    with pytest.raises(stack.StackError, match="--no-examples"):
         dev.example_documents(tmp_path / "absent")
 
 
 def test_fake_cloud_summary_is_found_among_other_output() -> None:
     text = 'warning: something\n{"not": "it"}\n{"endpoints": {"admin": "http://x/fake"}}\n'
-    assert dev.fake_cloud_summary(text) == {"endpoints": {"admin": "http://x/fake"}}
-    assert dev.fake_cloud_summary("starting\n{half") is None
+    assert stack.fake_cloud_summary(text) == {"endpoints": {"admin": "http://x/fake"}}
+    assert stack.fake_cloud_summary("starting\n{half") is None
 
 
 def image(
@@ -128,7 +128,7 @@ def image(
 
 
 def test_rows_follow_the_ready_condition_at_the_current_generation() -> None:
-    rows = dev.rows_from_list(
+    rows = liveview.rows_from_list(
         {
             "items": [
                 image("b", ready="True", image_id="e3vimage1"),
@@ -141,9 +141,9 @@ def test_rows_follow_the_ready_condition_at_the_current_generation() -> None:
     assert [r.is_ready for r in rows] == [False, True, False]
     assert rows[1].cells(NOW) == ("default", "b", "True", "Available", "ACTIVE", "e3vimage1", "75s")
     assert rows[0].cells(NOW) == ("default", "a", "-", "-", "-", "-", "75s")
-    assert not dev.all_ready(rows)
-    assert dev.all_ready(rows[1:2])
-    assert not dev.all_ready([])
+    assert not liveview.all_ready(rows)
+    assert liveview.all_ready(rows[1:2])
+    assert not liveview.all_ready([])
 
 
 @pytest.mark.parametrize(
@@ -151,25 +151,25 @@ def test_rows_follow_the_ready_condition_at_the_current_generation() -> None:
     [(0, "0s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600, "3h"), (50 * 3600, "2d"), (-3, "0s")],
 )
 def test_format_age(seconds: float, age: str) -> None:
-    assert dev.format_age(seconds) == age
+    assert liveview.format_age(seconds) == age
 
 
 def test_render_table_aligns_columns() -> None:
-    rows = dev.rows_from_list(
+    rows = liveview.rows_from_list(
         {"items": [image("short", ready="True", image_id="e3v1"), image("longer-name")]}
     )
-    lines = dev.render_table(rows, NOW)
+    lines = liveview.render_table(rows, NOW)
     # One namespace: no NAMESPACE column, so the table fits an 80-column terminal.
     assert lines[0].split() == ["NAME", "READY", "REASON", "STATUS", "IMAGE", "ID", "AGE"]
     # Every column starts at the same offset in every line.
     starts = {line.index(" " + cell) for line, cell in zip(lines, ["READY", "-", "True"], strict=True)}
     assert len(starts) == 1
-    assert dev.render_table([], NOW) == ["No DesktopImages yet."]
+    assert liveview.render_table([], NOW) == ["No DesktopImages yet."]
 
 
 def test_plain_output_prints_snapshots_only_on_change() -> None:
     stream = io.StringIO()
-    display = dev.Display(stream, interactive=False)
+    display = liveview.Display(stream, interactive=False)
     display.show(["one"], key=1)
     display.show(["one, a second later"], key=1)
     display.show(["two"], key=2)
@@ -179,7 +179,7 @@ def test_plain_output_prints_snapshots_only_on_change() -> None:
 
 def test_terminal_output_redraws_in_place() -> None:
     stream = io.StringIO()
-    display = dev.Display(stream, interactive=True)
+    display = liveview.Display(stream, interactive=True)
     display.show(["a", "b"], key=1)
     display.show(["c"], key=1)
     assert stream.getvalue() == "a\nb\n\x1b[2F\x1b[Jc\n"
@@ -188,12 +188,14 @@ def test_terminal_output_redraws_in_place() -> None:
 def test_render_table_names_namespaces_when_there_are_several() -> None:
     elsewhere = image("other")
     elsewhere["metadata"]["namespace"] = "team-a"
-    rows = dev.rows_from_list({"items": [image("here"), elsewhere]})
-    lines = dev.render_table(rows, NOW)
+    rows = liveview.rows_from_list({"items": [image("here"), elsewhere]})
+    lines = liveview.render_table(rows, NOW)
     assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert [line.split()[:2] for line in lines[1:]] == [["default", "here"], ["team-a", "other"]]
 
 
 def test_a_table_of_example_images_fits_an_80_column_terminal() -> None:
     items = [image(d["metadata"]["name"], ready="True", image_id="e3v" + "x" * 17) for d in desktop_images()]
-    assert max(len(line) for line in dev.render_table(dev.rows_from_list({"items": items}), NOW)) < 80
+    assert (
+        max(len(line) for line in liveview.render_table(liveview.rows_from_list({"items": items}), NOW)) < 80
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -17,39 +16,28 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from desktop_image_operator.api.constants import CONDITION_READY, CRD_NAME, GROUP, PLURAL
-from desktop_image_operator.devenv import processes, tools
+from desktop_image_operator.api.constants import CRD_NAME
+from desktop_image_operator.devenv.liveview import Display, Watcher, is_interactive
+from desktop_image_operator.devenv.stack import (
+    FakeCloudChild,
+    Kubectl,
+    OperatorChild,
+    StackError,
+    as_arguments,
+    operator_wiring,
+)
 
 if TYPE_CHECKING:
     from desktop_image_operator.devenv.controlplane import ControlPlane
 
-LOOPBACK = "127.0.0.1"
 # The repository's examples/, next to operator/ (an editable install, as `make run` makes).
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-FAKE_CLOUD_TIMEOUT = 30.0
-OPERATOR_TIMEOUT = 60.0
-KUBECTL_TIMEOUT = 60.0
-LIST_TIMEOUT = 10.0
-REFRESH_SECONDS = 1.0
-SLOW_READY_SECONDS = 120.0  # after this long without all Ready, point at the operator's log
-MAX_LIST_FAILURES = 30  # consecutive failed listings (about half a minute) before giving up
-# Operator settings from our own environment that would fight the ones `dev` chooses.
-CONFLICTING_OPERATOR_ENV = (
-    "DESKTOP_IMAGE_OPERATOR_IAM_TOKEN",
-    "DESKTOP_IMAGE_OPERATOR_METADATA_CREDENTIALS",
-    "DESKTOP_IMAGE_OPERATOR_NAMESPACE",
-)
 FIELD_MANAGER = "desktop-image-operator-dev"
-TABLE_HEADER = ("NAMESPACE", "NAME", "READY", "REASON", "STATUS", "IMAGE ID", "AGE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class StackError(Exception):
-    """A part of the stack failed; the message names it and carries the end of its log."""
-
-
 class Interrupted(BaseException):
     """SIGINT or SIGTERM. A BaseException, so no `except Exception` on the way swallows it."""
 
@@ -120,78 +104,6 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-# -- child processes ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def check(self) -> None:
-        """Raise StackError when the child has exited: it should run as long as we do."""
-        code = self.process.poll()
-        if code is not None:
-            raise StackError(f"the {self.name} exited with code {code}; the end of its log:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return processes.tail(self.log) or "(empty)"
-
-
-def child_environment(**extra: str) -> dict[str, str]:
-    env = processes.environment_without_kube_settings()
-    # Everything here talks to loopback; a proxy from the environment must not get in the way.
-    no_proxy = ",".join(p for p in (env.get("NO_PROXY", ""), "127.0.0.1,localhost") if p)
-    env.update(NO_PROXY=no_proxy, no_proxy=no_proxy, PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def spawn(
-    name: str, argv: Sequence[str], workdir: Path, env: dict[str, str], cleanup: contextlib.ExitStack
-) -> Child:
-    log = workdir / f"{name.replace(' ', '-')}.log"
-    process = processes.start(argv, log_path=log, env=env)
-    cleanup.callback(processes.stop, process)
-    return Child(name, process, log)
-
-
-def answers(url: str) -> bool:
-    """Whether `url` answers 200, ignoring any proxy settings (it is on loopback)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=1.0) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-# -- kubectl ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Kubectl:
-    kubeconfig: Path
-
-    def __call__(self, *args: str, stdin: str | None = None, timeout: float = KUBECTL_TIMEOUT) -> str:
-        command = f"kubectl {' '.join(args)}"
-        try:
-            completed = subprocess.run(
-                [tools.kubectl(), f"--kubeconfig={self.kubeconfig}", *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=child_environment(),
-            )
-        except subprocess.TimeoutExpired:
-            raise StackError(f"{command} did not finish within {timeout:.0f} s") from None
-        if completed.returncode != 0:
-            output = (completed.stderr or completed.stdout).strip()
-            raise StackError(f"{command} failed with code {completed.returncode}:\n{output}")
-        return completed.stdout
-
-
 # -- the parts of the stack, in start order -----------------------------------------------------------
 
 
@@ -216,63 +128,13 @@ def publish_kubeconfig(source: Path, target: Path | None, cleanup: contextlib.Ex
     return target
 
 
-@dataclass(frozen=True)
-class FakeCloudInfo:
-    endpoints: dict[str, str]
-    key_file: Path
-
-    @property
-    def admin_url(self) -> str:
-        return self.endpoints["admin"]
-
-
-REQUIRED_ENDPOINTS = ("cloudDesktop", "operation", "iam", "metadata", "admin", "grpc")
-
-
-def fake_cloud_summary(log_text: str) -> dict[str, Any] | None:
-    """The JSON line `fake-cloud --json` prints once it serves, if it is there yet."""
-    for line in log_text.splitlines():
-        if not line.startswith("{"):
-            continue
-        with contextlib.suppress(json.JSONDecodeError):
-            summary = json.loads(line)
-            if isinstance(summary, dict) and isinstance(summary.get("endpoints"), dict):
-                return summary
-    return None
-
-
 def start_fake_cloud(
     args: argparse.Namespace, workdir: Path, cleanup: contextlib.ExitStack
-) -> tuple[Child, FakeCloudInfo]:
+) -> FakeCloudChild:
     say("Starting the fake Yandex Cloud...")
-    key_file = workdir / "fake-cloud-key.json"
-    argv = [
-        sys.executable, "-m", "desktop_image_operator", "fake-cloud", "--json",
-        "--host", LOOPBACK, "--port", str(args.fake_cloud_port),
-        "--key-out", str(key_file), "--copy-seconds", str(args.copy_seconds),
-    ]  # fmt: skip
-    child = spawn("fake cloud", argv, workdir, child_environment(), cleanup)
-    deadline = time.monotonic() + FAKE_CLOUD_TIMEOUT
-    while time.monotonic() < deadline:
-        child.check()
-        summary = fake_cloud_summary(child.log.read_text(errors="replace") if child.log.exists() else "")
-        if summary is not None:
-            return child, fake_cloud_info(summary, key_file)
-        time.sleep(0.1)
-    raise StackError(
-        f"the fake cloud did not report its endpoints within {FAKE_CLOUD_TIMEOUT:.0f} s; "
-        f"the end of its log:\n{child.tail()}"
-    )
-
-
-def fake_cloud_info(summary: dict[str, Any], key_file: Path) -> FakeCloudInfo:
-    endpoints = {str(k): str(v) for k, v in summary["endpoints"].items()}
-    missing = [name for name in REQUIRED_ENDPOINTS if name not in endpoints]
-    if missing:
-        raise StackError(f"the fake cloud reported no {', '.join(missing)} endpoint")
-    if not key_file.is_file():
-        raise StackError(f"the fake cloud wrote no authorized key to {key_file}")
-    return FakeCloudInfo(endpoints, key_file)
+    fake = FakeCloudChild(workdir, port=args.fake_cloud_port, copy_seconds=args.copy_seconds)
+    cleanup.callback(fake.stop)
+    return fake
 
 
 def apply_crd(kubectl: Kubectl) -> None:
@@ -283,58 +145,20 @@ def apply_crd(kubectl: Kubectl) -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{CRD_NAME}", timeout=40)
 
 
-def operator_arguments(
-    transport: str, fake: FakeCloudInfo, metrics_port: int | str, health_port: int | str
-) -> list[str]:
-    """`desktop-image-operator run` options pointing the operator at the fake cloud."""
-    return [
-        "--transport", transport,
-        "--desktop-endpoint", fake.endpoints["cloudDesktop"],
-        "--operation-endpoint", fake.endpoints["operation"],
-        "--iam-endpoint", fake.endpoints["iam"],
-        "--metadata-endpoint", fake.endpoints["metadata"],
-        "--desktop-grpc-target", fake.endpoints["grpc"],
-        "--operation-grpc-target", fake.endpoints["grpc"],
-        "--grpc-insecure",
-        "--credentials-file", str(fake.key_file),
-        "--metrics-port", str(metrics_port),
-        "--health-port", str(health_port),
-        "--bind-address", LOOPBACK,
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class OperatorInfo:
-    child: Child
-    metrics_url: str
-
-
 def start_operator(
     args: argparse.Namespace,
-    fake: FakeCloudInfo,
+    fake: FakeCloudChild,
     kubeconfig: Path,
     workdir: Path,
     cleanup: contextlib.ExitStack,
-) -> OperatorInfo:
+) -> OperatorChild:
     say(f"Starting the operator ({args.transport} transport)...")
-    metrics_port, health_port = processes.free_port(), processes.free_port()
-    argv = [sys.executable, "-m", "desktop_image_operator", "run"]
-    argv += operator_arguments(args.transport, fake, metrics_port, health_port)
-    env = child_environment(KUBECONFIG=str(kubeconfig))
-    for name in CONFLICTING_OPERATOR_ENV:
-        env.pop(name, None)
-    child = spawn("operator", argv, workdir, env, cleanup)
-    health_url = f"http://{LOOPBACK}:{health_port}/healthz"
-    deadline = time.monotonic() + OPERATOR_TIMEOUT
-    while time.monotonic() < deadline:
-        child.check()
-        if answers(health_url):
-            return OperatorInfo(child, f"http://{LOOPBACK}:{metrics_port}/metrics")
-        time.sleep(0.2)
-    raise StackError(
-        f"the operator did not answer {health_url} within {OPERATOR_TIMEOUT:.0f} s; "
-        f"the end of its log:\n{child.tail()}"
+    # On the command line, as the banner shows it when the operator is not started.
+    operator = OperatorChild(
+        workdir, fake, kubeconfig=kubeconfig, settings={"TRANSPORT": args.transport}, on_command_line=True
     )
+    cleanup.callback(operator.stop)
+    return operator
 
 
 def example_documents(directory: Path) -> list[dict[str, Any]]:
@@ -391,181 +215,6 @@ def as_list(documents: list[dict[str, Any]]) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
 
 
-# -- the live view ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    namespace: str
-    name: str
-    ready: str
-    reason: str
-    status: str
-    image_id: str
-    created: datetime | None
-    is_ready: bool
-
-    def cells(self, now: datetime) -> tuple[str, ...]:
-        age = "-" if self.created is None else format_age((now - self.created).total_seconds())
-        return (self.namespace, self.name, self.ready, self.reason, self.status, self.image_id, age)
-
-    def key(self) -> tuple[str, ...]:
-        """What a change is judged by: everything but the age, which changes every second."""
-        return (self.namespace, self.name, self.ready, self.reason, self.status, self.image_id)
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def row_from_object(obj: dict[str, Any]) -> Row:
-    metadata, status = obj.get("metadata") or {}, obj.get("status") or {}
-    conditions: list[dict[str, Any]] = status.get("conditions") or []
-    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == CONDITION_READY), {})
-    # Ready counts only for the spec the operator has seen, as `kubectl wait` judges it.
-    current = ready.get("observedGeneration", metadata.get("generation")) == metadata.get("generation")
-    return Row(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        ready=str(ready.get("status", "-")),
-        reason=str(ready.get("reason", "-")),
-        status=str(status.get("imageStatus", "-")),
-        image_id=str(status.get("imageId", "-")),
-        created=parse_time(metadata.get("creationTimestamp")),
-        is_ready=ready.get("status") == "True" and current,
-    )
-
-
-def rows_from_list(data: dict[str, Any]) -> list[Row]:
-    rows = [row_from_object(item) for item in data.get("items") or []]
-    return sorted(rows, key=lambda r: (r.namespace, r.name))
-
-
-def format_age(seconds: float) -> str:
-    """Like kubectl's AGE column: 42s, 3m5s, 25m, 5h, 3d."""
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    minutes, s = divmod(s, 60)
-    if minutes < 10:
-        return f"{minutes}m{s}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    return f"{hours}h" if hours < 48 else f"{hours // 24}d"
-
-
-def render_table(rows: Sequence[Row], now: datetime) -> list[str]:
-    if not rows:
-        return ["No DesktopImages yet."]
-    table = [TABLE_HEADER, *(row.cells(now) for row in rows)]
-    if len({row.namespace for row in rows}) == 1:
-        table = [line[1:] for line in table]  # one namespace: its column would only cost width
-    widths = [max(len(cell) for cell in column) for column in zip(*table, strict=True)]
-    return [
-        "   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table
-    ]
-
-
-def all_ready(rows: Sequence[Row]) -> bool:
-    return bool(rows) and all(row.is_ready for row in rows)
-
-
-def summary_line(rows: Sequence[Row], elapsed: float) -> str:
-    ready = sum(row.is_ready for row in rows)
-    return f"[{elapsed:6.1f} s] DesktopImages Ready: {ready}/{len(rows)}"
-
-
-class Display:
-    """A terminal gets the table redrawn in place; anything else gets plain snapshots, only on change."""
-
-    def __init__(self, stream: TextIO, interactive: bool) -> None:
-        self.stream = stream
-        self.interactive = interactive
-        self._drawn = 0  # lines of the block drawn last (terminal)
-        self._last_key: object = None
-
-    def show(self, lines: Sequence[str], key: object) -> None:
-        if self.interactive:
-            self._redraw(lines)
-        elif key != self._last_key:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-        self._last_key = key
-
-    def _redraw(self, lines: Sequence[str]) -> None:
-        width = max(20, shutil.get_terminal_size().columns - 1)
-        text = "\n".join(line[:width] for line in lines) + "\n"  # cut, so no line wraps and the count holds
-        erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
-        self.stream.write(erase + text)
-        self.stream.flush()
-        self._drawn = len(lines)
-
-
-def is_interactive(stream: TextIO) -> bool:
-    return stream.isatty() and os.environ.get("TERM", "") != "dumb"
-
-
-@dataclass
-class Watcher:
-    """Polls the DesktopImages once a second until all are Ready, watching the children meanwhile."""
-
-    kubectl: Kubectl
-    children: Sequence[Child]
-    display: Display
-    started: float
-    operator_log: Path | None
-
-    def until_all_ready(self) -> float:
-        """Return the seconds from start to all Ready; runs as long as that takes (Ctrl-C ends it)."""
-        failures = 0
-        while True:
-            for child in self.children:
-                child.check()
-            elapsed = time.monotonic() - self.started
-            try:
-                rows = rows_from_list(json.loads(self._list()))
-                failures, note = 0, ""
-            except (StackError, json.JSONDecodeError) as error:
-                failures += 1
-                if failures >= MAX_LIST_FAILURES:
-                    raise StackError(f"the API server stopped answering: {error}") from None
-                rows, note = [], f"cannot list DesktopImages: {str(error).splitlines()[0]}"
-            if elapsed > SLOW_READY_SECONDS and rows and not all_ready(rows):
-                note = "\n".join(filter(None, (note, self._slow_hint())))
-            self._show(rows, elapsed, note)
-            if all_ready(rows):
-                return elapsed
-            time.sleep(REFRESH_SECONDS)
-
-    def _list(self) -> str:
-        return self.kubectl(
-            "get", f"{PLURAL}.{GROUP}", "--all-namespaces", "-o", "json", timeout=LIST_TIMEOUT
-        )
-
-    def _show(self, rows: Sequence[Row], elapsed: float, note: str) -> None:
-        lines = [summary_line(rows, elapsed), *render_table(rows, datetime.now(UTC))]
-        lines += note.splitlines()
-        self.display.show(lines, (tuple(row.key() for row in rows), note))
-
-    def _slow_hint(self) -> str:
-        if self.operator_log is None:
-            return "Not all Ready yet: the operator is not running (--no-operator)."
-        return f"Not all Ready after {SLOW_READY_SECONDS:.0f} s: see the operator's log, {self.operator_log}"
-
-    def forever(self) -> None:
-        """Keep serving until a signal ends us; stop with an error when a child dies."""
-        while True:
-            for child in self.children:
-                child.check()
-            time.sleep(REFRESH_SECONDS)
-
-
 # -- putting it together ------------------------------------------------------------------------------
 
 
@@ -573,8 +222,8 @@ def banner(
     args: argparse.Namespace,
     kubeconfig: Path,
     server: str,
-    fake: FakeCloudInfo,
-    operator: OperatorInfo | None,
+    fake: FakeCloudChild,
+    operator: OperatorChild | None,
     elapsed: float,
 ) -> list[str]:
     lines = [
@@ -587,10 +236,11 @@ def banner(
     ]
     if operator is not None:
         lines.append(f"operator metrics: {operator.metrics_url}")
-        lines.append(f"operator log: {operator.child.log}  (removed on exit)")
+        lines.append(f"operator log: {operator.log}  (removed on exit)")
     else:
         # Ports 0: no metrics or health servers, so a debugger run clashes with nothing.
-        command = ["desktop-image-operator", "run", *operator_arguments(args.transport, fake, 0, 0)]
+        settings = {"TRANSPORT": args.transport, **operator_wiring(fake, metrics_port=0, health_port=0)}
+        command = ["desktop-image-operator", "run", *as_arguments(settings)]
         lines.append("operator: not started (--no-operator); to run it against this stack:")
         lines.append(f"  KUBECONFIG={kubeconfig} {shlex.join(command)}")
     lines += ["Ctrl-C stops everything.", ""]
@@ -603,7 +253,7 @@ def start_and_watch(args: argparse.Namespace, cleanup: contextlib.ExitStack, sta
     control_plane = start_control_plane(cleanup)
     kubeconfig = publish_kubeconfig(control_plane.kubeconfig, args.kubeconfig_out, cleanup)
     say(f"  kube-apiserver {control_plane.server} ({time.monotonic() - started:.1f} s)")
-    fake_child, fake = start_fake_cloud(args, workdir, cleanup)
+    fake = start_fake_cloud(args, workdir, cleanup)
     say(f"  fake cloud {fake.endpoints['cloudDesktop']}, gRPC {fake.endpoints['grpc']}")
     kubectl = Kubectl(control_plane.kubeconfig)
     apply_crd(kubectl)
@@ -614,10 +264,10 @@ def start_and_watch(args: argparse.Namespace, cleanup: contextlib.ExitStack, sta
         apply_examples(kubectl, args.examples, fake.key_file)
     for line in banner(args, kubeconfig, control_plane.server, fake, operator, time.monotonic() - started):
         say(line)
-    children = [fake_child] + ([operator.child] if operator else [])
+    children = [fake] + ([operator] if operator else [])
     watcher = Watcher(
         kubectl, children, Display(sys.stdout, is_interactive(sys.stdout)), started,
-        operator.child.log if operator else None,
+        operator.log if operator else None,
     )  # fmt: skip
     elapsed = watcher.until_all_ready()
     say(f"All DesktopImages are Ready, {elapsed:.1f} s after start. Ctrl-C stops everything.")
