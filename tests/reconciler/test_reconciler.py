@@ -219,6 +219,28 @@ async def test_spec_change_is_one_update_with_its_mask(spec_change: dict[str, An
     assert body["status"]["observedGeneration"] == 2
 
 
+async def test_update_interrupted_by_a_crash_is_followed_not_repeated() -> None:
+    cloud, body = MemoryCloud(), manifest(labels={"team": "a"})
+    await reconcile(body, cloud)
+    body["spec"]["labels"] = {"team": "b"}
+    body["metadata"]["generation"] = 2
+    cloud.instant = False
+    recorder = Recorder(body)
+
+    async def die_after_first_write(patch: dict[str, Any]) -> None:
+        await recorder(patch)
+        raise KeyboardInterrupt  # stands in for SIGKILL
+
+    with pytest.raises(KeyboardInterrupt):
+        await Reconciler().reconcile(Resource.from_body(body), cloud, die_after_first_write, recorder)
+    assert condition(body, "Ready")["reason"] == c.UPDATING
+
+    outcome, _ = await reconcile(body, cloud)
+    assert outcome.result is Result.READY
+    assert cloud.count("update") == 1
+    assert condition(body, "Ready")["observedGeneration"] == 2
+
+
 async def test_paused_object_makes_no_cloud_call() -> None:
     cloud, body = MemoryCloud(), manifest()
     body["metadata"]["annotations"] = {"clouddesktop.yc.io/paused": "true"}

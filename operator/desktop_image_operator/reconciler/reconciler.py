@@ -292,10 +292,14 @@ class Reconciler:
             labels=desired.labels,
             idempotency_key=key,
         )
+        # Recorded before waiting, as for a copy: a restart follows this update instead of starting another.
+        message = f"Updating {', '.join(mask)} of cloud image {image.id} ({operation.id})."
         run.status.operation_id = operation.id
-        run.events.normal(
-            "UpdateStarted", f"Updating {', '.join(mask)} of cloud image {image.id} ({operation.id})."
-        )
+        run.status.observed_generation = run.resource.generation
+        run.ready(c.not_ready(c.UPDATING, message))
+        run.synced(c.ready(c.RECONCILE_SUCCESS, "The update was accepted by the cloud."))
+        run.events.normal("UpdateStarted", message)
+        await run.flush()
         run.stage = "observe"
         done = await cloud.follow_operation(operation.id)
         return await self._image_of(cloud, done, run, failed_reason=c.UPDATE_FAILED)
