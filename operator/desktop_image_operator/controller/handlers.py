@@ -6,7 +6,6 @@ these and tests can build a fresh operator per run.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -66,6 +65,5 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     )
     # Our own events say what a person cares about; kopf's per-handler log lines would be noise and writes.
     settings.posting.loggers = False
-    settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
