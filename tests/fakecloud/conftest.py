@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
 
+from .helpers import Metadata
+
 
 class ManualClock:
     """A clock the test moves by hand; starts at the real time so JWTs made now are valid."""
@@ -77,5 +79,5 @@ async def channel(cloud: FakeCloud) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def grpc_auth(token: str) -> tuple[tuple[str, str], ...]:
+def grpc_auth(token: str) -> Metadata:
     return (("authorization", f"Bearer {token}"),)

@@ -40,6 +40,13 @@ def make_jwt(
     )
 
 
+def ok_json(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON body of a response that must have `status`."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def assert_rest_error(response: httpx.Response, http_status: int, code: int, *words: str) -> dict[str, Any]:
     """A google.rpc.Status body with the request id in a RequestInfo detail; its message names `words`."""
     assert response.status_code == http_status, response.text
@@ -55,6 +62,11 @@ def assert_rest_error(response: httpx.Response, http_status: int, code: int, *wo
 
 
 IMAGES = "/cloud-desktop/v1/images"
+TOKENS = "/iam/v1/tokens"
+METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
+
+# gRPC call metadata: (key, value) pairs.
+Metadata = tuple[tuple[str, str], ...]
 
 
 async def copy_from_desktop(
@@ -63,9 +75,7 @@ async def copy_from_desktop(
     response = await http.post(
         f"{IMAGES}:copyFromDesktop", json={"desktopId": desktop_id, "name": name, **fields}, headers=auth
     )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(response)
 
 
 async def copy_compute_image(
@@ -76,20 +86,12 @@ async def copy_compute_image(
         json={"folderId": folder_id, "imageId": image_id, "name": name, **fields},
         headers=auth,
     )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(response)
 
 
 async def get_image(http: httpx.AsyncClient, auth: dict[str, str], image_id: str) -> dict[str, Any]:
-    response = await http.get(f"{IMAGES}/{image_id}", headers=auth)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(await http.get(f"{IMAGES}/{image_id}", headers=auth))
 
 
 async def get_operation(http: httpx.AsyncClient, auth: dict[str, str], operation_id: str) -> dict[str, Any]:
-    response = await http.get(f"/operations/{operation_id}", headers=auth)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(await http.get(f"/operations/{operation_id}", headers=auth))

@@ -11,7 +11,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from desktop_image_operator.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
-from .helpers import IMAGES, assert_rest_error, copy_from_desktop, get_image
+from .helpers import IMAGES, Metadata, assert_rest_error, copy_from_desktop, get_image
 
 
 async def test_health_endpoints_and_key(cloud: FakeCloud, http: httpx.AsyncClient) -> None:
@@ -230,7 +230,7 @@ async def test_update_entries_carry_the_mask(
     auth: dict[str, str],
     clock: ManualClock,
     channel: grpc.aio.Channel,
-    grpc_auth: tuple[tuple[str, str], ...],
+    grpc_auth: Metadata,
 ) -> None:
     operation = await copy_from_desktop(http, auth, cloud.stopped_desktop_id, "masked")
     image_id = operation["metadata"]["imageId"]

@@ -10,10 +10,9 @@ from yandex.cloud.clouddesktop.v1 import desktop_pb2, desktop_service_pb2, deskt
 from desktop_image_operator.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
-from .helpers import assert_rest_error
+from .helpers import Metadata, assert_rest_error
 
 DESKTOPS = "/cloud-desktop/v1/desktops"
-Metadata = tuple[tuple[str, str], ...]
 
 
 async def test_get_answers_the_desktop_in_proto3_json(

@@ -14,16 +14,22 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from desktop_image_operator.fakecloud import FakeCloud
 
 from .conftest import ManualClock
-from .helpers import IMAGES, assert_rest_error, copy_from_desktop, get_image, get_operation, make_jwt
-
-Metadata = tuple[tuple[str, str], ...]
+from .helpers import (
+    IMAGES,
+    METADATA_TOKEN,
+    TOKENS,
+    Metadata,
+    assert_rest_error,
+    copy_from_desktop,
+    get_image,
+    get_operation,
+    make_jwt,
+    ok_json,
+)
 
 
 async def _add_fault(http: httpx.AsyncClient, **rule: Any) -> dict[str, Any]:
-    response = await http.post("/fake/faults", json=rule)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(await http.post("/fake/faults", json=rule), 201)
 
 
 async def _list_status(http: httpx.AsyncClient, auth: dict[str, str], folder_id: str) -> int:
@@ -195,11 +201,10 @@ async def test_faults_on_the_token_endpoints(cloud: FakeCloud, http: httpx.Async
     await _add_fault(http, method="IamTokenService.Create", code="UNAVAILABLE", count=1)
     await _add_fault(http, method="Metadata.Token", code="UNAVAILABLE", count=1)
     key = cloud.authorized_key()
-    assert (await http.post("/iam/v1/tokens", json={"jwt": make_jwt(key)})).status_code == 503
-    assert (await http.post("/iam/v1/tokens", json={"jwt": make_jwt(key)})).status_code == 200
-    metadata = "/computeMetadata/v1/instance/service-accounts/default/token"
-    assert (await http.get(metadata, headers={"Metadata-Flavor": "Google"})).status_code == 503
-    assert (await http.get(metadata, headers={"Metadata-Flavor": "Google"})).status_code == 200
+    assert (await http.post(TOKENS, json={"jwt": make_jwt(key)})).status_code == 503
+    assert (await http.post(TOKENS, json={"jwt": make_jwt(key)})).status_code == 200
+    assert (await http.get(METADATA_TOKEN, headers={"Metadata-Flavor": "Google"})).status_code == 503
+    assert (await http.get(METADATA_TOKEN, headers={"Metadata-Flavor": "Google"})).status_code == 200
 
 
 @pytest.mark.parametrize(

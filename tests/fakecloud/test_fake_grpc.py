@@ -14,12 +14,10 @@ from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grp
 from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
 
 from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator.fakecloud.seeds import GIB
 
 from .conftest import ManualClock
-from .helpers import make_jwt
-
-GIB = 1 << 30
-Metadata = tuple[tuple[str, str], ...]
+from .helpers import Metadata, make_jwt
 
 
 def _status_details(error: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -13,10 +13,7 @@ from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
 from desktop_image_operator.fakecloud.iam import AUDIENCE
 
 from .conftest import ManualClock
-from .helpers import IMAGES, assert_rest_error, make_jwt, private_pem
-
-TOKENS = "/iam/v1/tokens"
-METADATA = "/computeMetadata/v1/instance/service-accounts/default/token"
+from .helpers import IMAGES, METADATA_TOKEN, TOKENS, assert_rest_error, make_jwt, private_pem
 
 
 def test_authorized_key_looks_like_yc_iam_key_create(cloud: FakeCloud) -> None:
@@ -164,9 +161,9 @@ async def test_cloud_calls_need_a_valid_bearer_token(
 
 
 async def test_metadata_service(cloud: FakeCloud, http: httpx.AsyncClient) -> None:
-    refused = await http.get(METADATA)
+    refused = await http.get(METADATA_TOKEN)
     assert refused.status_code == 403
-    response = await http.get(METADATA, headers={"Metadata-Flavor": "Google"})
+    response = await http.get(METADATA_TOKEN, headers={"Metadata-Flavor": "Google"})
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"access_token", "expires_in", "token_type"}
@@ -188,7 +185,9 @@ async def test_request_log_never_holds_secrets(cloud: FakeCloud, http: httpx.Asy
     signed = make_jwt(key)
     issued = (await http.post(TOKENS, json={"jwt": signed})).json()["iamToken"]
     await http.post(TOKENS, json={"jwt": make_jwt(key, audience=AUDIENCE + "x")})
-    metadata_token = (await http.get(METADATA, headers={"Metadata-Flavor": "Google"})).json()["access_token"]
+    metadata_token = (await http.get(METADATA_TOKEN, headers={"Metadata-Flavor": "Google"})).json()[
+        "access_token"
+    ]
     for token in (issued, metadata_token, "t1.bogus"):
         await http.get(
             IMAGES, params={"folderId": cloud.folder_id}, headers={"Authorization": f"Bearer {token}"}

@@ -11,7 +11,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from desktop_image_operator.fakecloud import FakeCloud
 
 from .conftest import ManualClock
-from .helpers import IMAGES, assert_rest_error
+from .helpers import IMAGES, Metadata, assert_rest_error
 
 
 async def _images(http: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -121,6 +121,9 @@ async def test_a_refused_call_records_no_key(
         headers=headers,
     )
     assert accepted.status_code == 200
+    # A new operation with its own image, not a replay of the refused call.
+    assert [image["id"] for image in await _images(http)] == [accepted.json()["metadata"]["imageId"]]
+    assert accepted.json()["done"] is False
 
 
 async def test_keys_can_be_ignored_and_the_switch_survives_reset(
@@ -159,7 +162,7 @@ async def test_ignored_keys_over_grpc(
     cloud: FakeCloud,
     http: httpx.AsyncClient,
     channel: grpc.aio.Channel,
-    grpc_auth: tuple[tuple[str, str], ...],
+    grpc_auth: Metadata,
 ) -> None:
     await http.post("/fake/config", json={"honorIdempotency": False})
     images = service_grpc.DesktopImageServiceStub(channel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
+from desktop_image_operator.fakecloud.seeds import GIB
 
 from .conftest import ManualClock
 from .helpers import (
@@ -15,8 +16,6 @@ from .helpers import (
     get_image,
     get_operation,
 )
-
-GIB = 1 << 30
 
 
 async def test_copy_from_desktop_life_cycle_and_json_mapping(

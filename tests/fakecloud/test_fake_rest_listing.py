@@ -9,7 +9,7 @@ import httpx
 from desktop_image_operator.fakecloud import FakeCloud
 
 from .conftest import ManualClock
-from .helpers import IMAGES, assert_rest_error, copy_compute_image
+from .helpers import IMAGES, assert_rest_error, copy_compute_image, ok_json
 
 
 async def _make_images(
@@ -23,25 +23,30 @@ async def _make_images(
 
 
 async def _list(http: httpx.AsyncClient, auth: dict[str, str], **params: Any) -> dict[str, Any]:
-    response = await http.get(IMAGES, params=params, headers=auth)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return ok_json(await http.get(IMAGES, params=params, headers=auth))
+
+
+async def _walk_pages(
+    http: httpx.AsyncClient, auth: dict[str, str], *, page_size: int, **params: Any
+) -> list[str]:
+    """The names on every page, in order, following nextPageToken to the last page."""
+    seen: list[str] = []
+    token = ""
+    for _ in range(10):  # bounded: the tests list 5 images
+        body = await _list(http, auth, pageSize=page_size, pageToken=token, **params)
+        assert len(body["desktopImages"]) <= page_size
+        seen.extend(image["name"] for image in body["desktopImages"])
+        token = body.get("nextPageToken", "")
+        if not token:
+            return seen
+    raise AssertionError(f"paging did not end; seen so far: {seen}")
 
 
 async def test_paging_walks_every_image_once(
     cloud: FakeCloud, http: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
 ) -> None:
     names = await _make_images(cloud, http, auth, clock)
-    seen: list[str] = []
-    token = ""
-    for _ in range(10):  # bounded: 5 images in pages of 2 need 3 pages
-        body = await _list(http, auth, folderId=cloud.folder_id, pageSize=2, pageToken=token)
-        assert len(body["desktopImages"]) <= 2
-        seen.extend(image["name"] for image in body["desktopImages"])
-        token = body.get("nextPageToken", "")
-        if not token:
-            break
+    seen = await _walk_pages(http, auth, folderId=cloud.folder_id, page_size=2)
     assert sorted(seen) == sorted(names)
     assert len(seen) == len(names)
 
@@ -161,16 +166,7 @@ async def test_descending_pages(
     cloud: FakeCloud, http: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock
 ) -> None:
     names = await _make_images(cloud, http, auth, clock)
-    seen: list[str] = []
-    token = ""
-    for _ in range(10):
-        body = await _list(
-            http, auth, folderId=cloud.folder_id, pageSize=2, orderBy="name desc", pageToken=token
-        )
-        seen.extend(image["name"] for image in body["desktopImages"])
-        token = body.get("nextPageToken", "")
-        if not token:
-            break
+    seen = await _walk_pages(http, auth, folderId=cloud.folder_id, page_size=2, orderBy="name desc")
     assert seen == sorted(names, reverse=True)
 
 

@@ -42,7 +42,7 @@ from typing import Any
 from aiohttp import web
 from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_pb2
 
-from desktop_image_operator.fakecloud import ids, model, operations
+from desktop_image_operator.fakecloud import ids, model, operations, seeds
 from desktop_image_operator.fakecloud.clock import rfc3339
 from desktop_image_operator.fakecloud.codes import CloudError
 from desktop_image_operator.fakecloud.model import ComputeImage, Desktop, Folder
@@ -218,7 +218,7 @@ class AdminApi:
 
     async def operations(self, request: web.Request) -> web.Response:
         operations.settle(self._state)
-        found = [_operation_json(operation) for operation in self._state.operations.values()]
+        found = [operations.rest_json(operations.to_proto(op)) for op in self._state.operations.values()]
         return _reply({"operations": found})
 
     async def desktops(self, request: web.Request) -> web.Response:
@@ -264,7 +264,7 @@ class AdminApi:
         data = await _body(request)
         image = ComputeImage(
             id=_string(data, "id", ids.new_id("fd8")),
-            folder_id=_string(data, "folderId", "standard-images"),
+            folder_id=_string(data, "folderId", seeds.STANDARD_IMAGES_FOLDER_ID),
             name=_string(data, "name", "image"),
             storage_size=_size(data, "storageSize", 10 << 30),
             min_disk_size=_size(data, "minDiskSize", 20 << 30),
@@ -364,9 +364,3 @@ class AdminApi:
         if not isinstance(value, str) or value not in DESKTOP_STATUSES:
             raise AdminError(400, f"status must be one of {', '.join(sorted(DESKTOP_STATUSES))}")
         return value
-
-
-def _operation_json(operation: model.Operation) -> dict[str, Any]:
-    body = to_json(operations.to_proto(operation))
-    body.setdefault("done", False)
-    return body

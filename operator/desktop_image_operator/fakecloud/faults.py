@@ -131,7 +131,8 @@ class FaultRule:
             return False
         if self.method == "*" or self.method == method:
             return True
-        return _is_service_wildcard(self.method) and method.startswith(self.method[:-1])
+        # `from_json` admits only real services before ".*".
+        return self.method.endswith(".*") and method.startswith(self.method[:-1])
 
     def refund(self) -> None:
         """Give back a firing that had no effect (the call failed before its operation started)."""
@@ -175,7 +176,6 @@ class FaultDecision:
     error: tuple[Code, str] | None = None
     fail_operation: tuple[Code, str] | None = None
     drop_response: bool = False
-    rule_ids: list[str] = dataclasses.field(default_factory=list)
     # The rule that chose the outcome (error, failed operation or dropped answer).
     outcome_rule: FaultRule | None = None
 
@@ -231,20 +231,14 @@ class FaultSet:
         decision: FaultDecision | None = None
         starts_operation = method in methods.STARTING_OPERATION
         for rule in self._rules:
-            if not rule.matches(method, transport):
-                continue
-            if rule.fail_operation and not starts_operation:
+            if not rule.matches(method, transport) or (rule.fail_operation and not starts_operation):
                 continue
             if not rule.try_fire():
                 continue
             decision = decision or FaultDecision()
-            decision.rule_ids.append(rule.id)
             decision.latency_seconds += rule.latency_ms / 1000.0
-            outcome_taken = decision.error or decision.fail_operation or decision.drop_response
-            if outcome_taken:
-                continue
-            if rule.drop_response or rule.code is not None:
-                decision.outcome_rule = rule
+            if decision.outcome_rule is not None:
+                continue  # one outcome per call: the first rule that has one chooses it
             if rule.drop_response:
                 decision.drop_response = True
             elif rule.code is not None:
@@ -253,6 +247,9 @@ class FaultSet:
                     decision.fail_operation = (rule.code, text)
                 else:
                     decision.error = (rule.code, text)
+            else:
+                continue  # latency only
+            decision.outcome_rule = rule
         return decision
 
 

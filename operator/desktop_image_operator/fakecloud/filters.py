@@ -42,12 +42,10 @@ def _invalid(problem: str) -> CloudError:
 
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        if text[position:].isspace():
-            break
+    position, end = 0, len(text.rstrip())
+    while position < end:
         match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
+        if match is None:
             raise _invalid(f"unexpected character at position {position}: {text[position : position + 10]!r}")
         kind = match.lastgroup or ""
         raw = match[kind]

@@ -72,6 +72,7 @@ class Iam:
         self.accounts: dict[str, ServiceAccount] = {}
         self.keys: dict[str, AuthorizedKey] = {}
         self._tokens: dict[str, IssuedToken] = {}
+        self._issued = 0
 
     def create_service_account(self, name: str, account_id: str | None = None) -> ServiceAccount:
         account = ServiceAccount(id=account_id or ids.new_id("aje"), name=name)
@@ -160,7 +161,8 @@ class Iam:
     def issue_token(self, account_id: str, ttl_seconds: float | None = None) -> tuple[str, IssuedToken]:
         if account_id not in self.accounts:
             raise CloudError(Code.NOT_FOUND, f"service account {account_id} not found")
-        if len(self._tokens) >= _PRUNE_EVERY:
+        self._issued += 1
+        if self._issued % _PRUNE_EVERY == 0:
             self._prune()
         ttl = self._token_ttl() if ttl_seconds is None else ttl_seconds
         token = "t1." + secrets.token_urlsafe(64)

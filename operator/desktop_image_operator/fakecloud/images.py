@@ -6,11 +6,11 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.operation import operation_pb2
 
-from desktop_image_operator.fakecloud import ids, methods, model, operations
+from desktop_image_operator.fakecloud import ids, model, operations
 from desktop_image_operator.fakecloud.codes import CloudError, Code
 from desktop_image_operator.fakecloud.context import CallContext
 from desktop_image_operator.fakecloud.filters import parse_filter
-from desktop_image_operator.fakecloud.model import Folder, Image
+from desktop_image_operator.fakecloud.model import ComputeImage, Desktop, Folder, Image
 from desktop_image_operator.fakecloud.paging import page, parse_order_by
 from desktop_image_operator.fakecloud.state import FakeState
 from desktop_image_operator.fakecloud.validation import validate
@@ -54,26 +54,18 @@ class DesktopImageService:
 
     def copy(self, request: service_pb2.CopyDesktopImageRequest, ctx: CallContext) -> operation_pb2.Operation:
         validate(request)
-        replayed = self._replay(ctx, methods.COPY)
+        replayed = self._replay(ctx, model.COPY)
         if replayed is not None:
             return replayed
         folder = self._state.folder(request.folder_id)
         source = self._state.compute_image(request.image_id)
-        image = self._new_image(
-            folder,
-            request.name,
-            request.description,
-            dict(request.labels),
-            source.storage_size,
-            source.min_disk_size,
-        )
-        return self._start(ctx, model.COPY, image, self._state.config.copy_seconds)
+        return self._copy(ctx, model.COPY, folder, request, source)
 
     def copy_from_desktop(
         self, request: service_pb2.CopyFromDesktopRequest, ctx: CallContext
     ) -> operation_pb2.Operation:
         validate(request)
-        replayed = self._replay(ctx, methods.COPY_FROM_DESKTOP)
+        replayed = self._replay(ctx, model.COPY_FROM_DESKTOP)
         if replayed is not None:
             return replayed
         desktop = self._state.desktop(request.desktop_id)
@@ -83,25 +75,17 @@ class DesktopImageService:
                 Code.FAILED_PRECONDITION,
                 f"Desktop {desktop.id} is {desktop.status}; stop it before copying an image from it",
             )
-        image = self._new_image(
-            folder,
-            request.name,
-            request.description,
-            dict(request.labels),
-            desktop.storage_size,
-            desktop.min_disk_size,
-        )
-        return self._start(ctx, model.COPY_FROM_DESKTOP, image, self._state.config.copy_seconds)
+        return self._copy(ctx, model.COPY_FROM_DESKTOP, folder, request, desktop)
 
     def update(
         self, request: service_pb2.UpdateDesktopImageRequest, ctx: CallContext
     ) -> operation_pb2.Operation:
         validate(request)
-        replayed = self._replay(ctx, methods.UPDATE)
+        replayed = self._replay(ctx, model.UPDATE)
         if replayed is not None:
             return replayed
         image = self._state.image(request.image_id)
-        paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
+        paths = sent_mask(request)
         for path in paths:
             if path not in UPDATABLE_FIELDS:
                 raise CloudError(
@@ -110,25 +94,24 @@ class DesktopImageService:
                     f"updatable fields: {', '.join(UPDATABLE_FIELDS)}",
                 )
         # Without a mask (or with an empty one) every updatable field takes the request's value.
-        fields = paths or list(UPDATABLE_FIELDS)
-        changes: dict[str, object] = {}
-        if "name" in fields:
-            changes["name"] = request.name
-        if "description" in fields:
-            changes["description"] = request.description
-        if "labels" in fields:
-            changes["labels"] = dict(request.labels)
+        values: dict[str, object] = {
+            "name": request.name,
+            "description": request.description,
+            "labels": dict(request.labels),
+        }
+        changes = {field: values[field] for field in paths or UPDATABLE_FIELDS}
         operations.require_idle(image)
-        name = request.name
-        if "name" in changes and name and operations.name_taken(self._state, image.folder_id, name, image.id):
-            raise _name_conflict(name, image.folder_id)
+        if "name" in changes:
+            conflict = operations.name_conflict(self._state, image.folder_id, request.name, image.id)
+            if conflict is not None:
+                raise CloudError(*conflict)
         return self._start(ctx, model.UPDATE, image, self._state.config.operation_seconds, changes)
 
     def delete(
         self, request: service_pb2.DeleteDesktopImageRequest, ctx: CallContext
     ) -> operation_pb2.Operation:
         validate(request)
-        replayed = self._replay(ctx, methods.DELETE)
+        replayed = self._replay(ctx, model.DELETE)
         if replayed is not None:
             return replayed
         image = self._state.image(request.image_id)
@@ -138,11 +121,11 @@ class DesktopImageService:
 
     # Helpers
 
-    def _replay(self, ctx: CallContext, method: str) -> operation_pb2.Operation | None:
+    def _replay(self, ctx: CallContext, kind: model.OperationKind) -> operation_pb2.Operation | None:
         """The operation an earlier call with the same Idempotency-Key started, if any."""
         if not ctx.idempotency_key:
             return None
-        operation_id = self._state.idempotency.get((ctx.principal, method, ctx.idempotency_key))
+        operation_id = self._state.idempotency.get((ctx.principal, kind.method, ctx.idempotency_key))
         operation = self._state.operations.get(operation_id) if operation_id else None
         return operations.to_proto(operation) if operation is not None else None
 
@@ -162,18 +145,20 @@ class DesktopImageService:
             self._state.idempotency[(ctx.principal, kind.method, ctx.idempotency_key)] = operation.id
         return operations.to_proto(operation)
 
-    def _new_image(
+    def _copy(
         self,
+        ctx: CallContext,
+        kind: model.OperationKind,
         folder: Folder,
-        name: str,
-        description: str,
-        labels: dict[str, str],
-        storage_size: int,
-        min_disk_size: int,
-    ) -> Image:
+        request: service_pb2.CopyDesktopImageRequest | service_pb2.CopyFromDesktopRequest,
+        source: ComputeImage | Desktop,
+    ) -> operation_pb2.Operation:
+        """A new image in `folder`, named as the request says and sized as its source, being copied."""
         state = self._state
-        if name and operations.name_taken(state, folder.id, name):
-            raise _name_conflict(name, folder.id)
+        conflict = operations.name_conflict(state, folder.id, request.name)
+        if conflict is not None:
+            raise CloudError(*conflict)
+        storage_size = source.storage_size
         in_cloud = [image for image in state.images.values() if image.cloud_id == folder.cloud_id]
         if len(in_cloud) >= state.config.image_quota:
             raise CloudError(
@@ -192,19 +177,13 @@ class DesktopImageService:
             id=ids.new_id("e3v"),
             folder_id=folder.id,
             cloud_id=folder.cloud_id,
-            name=name,
-            description=description,
-            labels=labels,
+            name=request.name,
+            description=request.description,
+            labels=dict(request.labels),
             status=model.IMAGE_CREATING,
             storage_size=storage_size,
-            min_disk_size=min_disk_size,
+            min_disk_size=source.min_disk_size,
             created_at=state.clock(),
         )
         state.images[image.id] = image
-        return image
-
-
-def _name_conflict(name: str, folder_id: str) -> CloudError:
-    return CloudError(
-        Code.ALREADY_EXISTS, f"Desktop image with name {name!r} already exists in folder {folder_id}"
-    )
+        return self._start(ctx, kind, image, state.config.copy_seconds)

@@ -154,15 +154,3 @@ class Operation:
     planned_error: tuple[Code, str] | None = None
     # For Update: the field values to apply when the operation ends.
     changes: dict[str, object] = dataclasses.field(default_factory=dict)
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "method": self.kind.method,
-            "imageId": self.image_id,
-            "createdBy": self.created_by,
-            "createdAt": rfc3339(self.created_at),
-            "dueAt": rfc3339(self.due_at),
-            "done": self.done,
-            "error": None if self.error is None else {"code": self.error[0].name, "message": self.error[1]},
-        }

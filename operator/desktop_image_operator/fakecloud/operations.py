@@ -7,6 +7,7 @@ past its due time, so every read sees a consistent image status.
 from __future__ import annotations
 
 import heapq
+from typing import Any
 
 from google.protobuf import empty_pb2
 from yandex.cloud.operation import operation_pb2, operation_service_pb2
@@ -16,7 +17,7 @@ from desktop_image_operator.fakecloud.clock import to_timestamp
 from desktop_image_operator.fakecloud.codes import CloudError, Code
 from desktop_image_operator.fakecloud.context import CallContext
 from desktop_image_operator.fakecloud.model import Image, Operation, OperationKind
-from desktop_image_operator.fakecloud.protojson import pack, status
+from desktop_image_operator.fakecloud.protojson import pack, status, to_json
 from desktop_image_operator.fakecloud.state import FakeState
 from desktop_image_operator.fakecloud.validation import validate
 
@@ -54,8 +55,6 @@ def start(
 def settle(state: FakeState) -> None:
     """Finish every operation whose time has come."""
     pending = state.pending
-    if not pending or pending[0][0] > state.clock():
-        return
     now = state.clock()
     while pending and pending[0][0] <= now:
         _, _, operation_id = heapq.heappop(pending)
@@ -96,11 +95,9 @@ def _succeed(state: FakeState, operation: Operation, image: Image | None) -> tup
         return Code.NOT_FOUND, f"Desktop image {operation.image_id} no longer exists"
     if kind is model.UPDATE:
         name = operation.changes.get("name")
-        if isinstance(name, str) and name and name_taken(state, image.folder_id, name, except_id=image.id):
-            return (
-                Code.ALREADY_EXISTS,
-                f"Desktop image with name {name!r} already exists in folder {image.folder_id}",
-            )
+        conflict = name_conflict(state, image.folder_id, name, image.id) if isinstance(name, str) else None
+        if conflict is not None:
+            return conflict
         for field, value in operation.changes.items():
             setattr(image, field, value)
     else:
@@ -118,11 +115,16 @@ def _roll_back(state: FakeState, operation: Operation, image: Image | None) -> N
         image.status = model.IMAGE_ACTIVE
 
 
-def name_taken(state: FakeState, folder_id: str, name: str, except_id: str = "") -> bool:
-    return any(
+def name_conflict(
+    state: FakeState, folder_id: str, name: str, except_id: str = ""
+) -> tuple[Code, str] | None:
+    """ALREADY_EXISTS when another image in the folder has this name (images without a name never clash)."""
+    if name and any(
         image.folder_id == folder_id and image.name == name and image.id != except_id
         for image in state.images.values()
-    )
+    ):
+        return Code.ALREADY_EXISTS, f"Desktop image with name {name!r} already exists in folder {folder_id}"
+    return None
 
 
 def to_proto(operation: Operation) -> operation_pb2.Operation:
@@ -140,6 +142,13 @@ def to_proto(operation: Operation) -> operation_pb2.Operation:
     elif operation.response is not None:
         result.response.CopyFrom(operation.response)
     return result
+
+
+def rest_json(operation: operation_pb2.Operation) -> dict[str, Any]:
+    """An operation in REST JSON; the cloud always says whether it is done, even when it is not."""
+    body = to_json(operation)
+    body.setdefault("done", False)
+    return body
 
 
 class OperationService:

@@ -22,7 +22,7 @@ from desktop_image_operator.fakecloud.desktops import DesktopService
 from desktop_image_operator.fakecloud.dispatch import CallMeta, Dispatcher
 from desktop_image_operator.fakecloud.ids import new_request_id
 from desktop_image_operator.fakecloud.images import DesktopImageService, sent_mask
-from desktop_image_operator.fakecloud.operations import OperationService
+from desktop_image_operator.fakecloud.operations import OperationService, rest_json
 from desktop_image_operator.fakecloud.protojson import decode_body, dumps, from_json, status, to_json
 from desktop_image_operator.fakecloud.tokens import IamTokenService, MetadataTokenService
 
@@ -41,11 +41,23 @@ _CAMEL = re.compile(r"([A-Z])")
 def _render(response: object) -> dict[str, Any]:
     if isinstance(response, Mapping):
         return dict(response)
-    body = to_json(response)
     if isinstance(response, operation_pb2.Operation):
-        # The cloud always says whether an operation is done, even when it is not.
-        body.setdefault("done", False)
-    return body
+        return rest_json(response)
+    return to_json(response)
+
+
+def _error_response(error: CloudError, request_id: str, trace_id: str) -> web.Response:
+    """A google.rpc.Status body, as the cloud answers every failed call."""
+    return web.Response(
+        status=error.code.http_status,
+        text=dumps(to_json(status(error.code, error.message, request_id))),
+        content_type="application/json",
+        headers=_ids(request_id, trace_id),
+    )
+
+
+def _ids(request_id: str, trace_id: str) -> dict[str, str]:
+    return {"X-Request-Id": request_id, "X-Server-Trace-Id": trace_id}
 
 
 def _snake_case(path: str) -> str:
@@ -215,21 +227,14 @@ class RestApi:
             update_mask=update_mask,
         )
         outcome = await self._dispatcher.run(meta, handler, authenticate=authenticate)
-        reply_headers = {"X-Request-Id": outcome.request_id, "X-Server-Trace-Id": outcome.trace_id}
+        reply_headers = _ids(outcome.request_id, outcome.trace_id)
         if outcome.drop:
             # The work is done; the client sees the connection close without an answer.
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=Code.UNAVAILABLE.http_status, headers=reply_headers)
         if outcome.error is not None:
-            error = outcome.error
-            body = to_json(status(error.code, error.message, outcome.request_id))
-            return web.Response(
-                status=error.code.http_status,
-                text=dumps(body),
-                content_type="application/json",
-                headers=reply_headers,
-            )
+            return _error_response(outcome.error, outcome.request_id, outcome.trace_id)
         return web.Response(
             text=dumps(_render(outcome.response)), content_type="application/json", headers=reply_headers
         )
@@ -237,11 +242,5 @@ class RestApi:
 
 async def not_found(request: web.Request) -> web.StreamResponse:
     """Unknown paths answer like the cloud does: a google.rpc.Status body."""
-    request_id = request.headers.get("X-Request-Id") or new_request_id()
-    body = to_json(status(Code.NOT_FOUND, f"Not found: {request.method} {request.path}", request_id))
-    return web.Response(
-        status=404,
-        text=dumps(body),
-        content_type="application/json",
-        headers={"X-Request-Id": request_id, "X-Server-Trace-Id": uuid.uuid4().hex},
-    )
+    error = CloudError(Code.NOT_FOUND, f"Not found: {request.method} {request.path}")
+    return _error_response(error, request.headers.get("X-Request-Id") or new_request_id(), uuid.uuid4().hex)

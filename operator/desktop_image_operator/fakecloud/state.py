@@ -7,6 +7,7 @@ in between.
 from __future__ import annotations
 
 import heapq
+from typing import TypeVar
 
 from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.fakecloud.clock import Clock
@@ -16,6 +17,8 @@ from desktop_image_operator.fakecloud.faults import FaultSet
 from desktop_image_operator.fakecloud.iam import Iam
 from desktop_image_operator.fakecloud.model import Cloud, ComputeImage, Desktop, Folder, Image, Operation
 from desktop_image_operator.fakecloud.requestlog import RequestLog
+
+T = TypeVar("T")
 
 
 class FakeState:
@@ -68,25 +71,20 @@ class FakeState:
         return folder
 
     def desktop(self, desktop_id: str) -> Desktop:
-        desktop = self.desktops.get(desktop_id)
-        if desktop is None:
-            raise CloudError(Code.NOT_FOUND, f"Desktop {desktop_id} not found")
-        return desktop
+        return _existing(self.desktops, desktop_id, "Desktop")
 
     def compute_image(self, image_id: str) -> ComputeImage:
-        image = self.compute_images.get(image_id)
-        if image is None:
-            raise CloudError(Code.NOT_FOUND, f"Image {image_id} not found")
-        return image
+        return _existing(self.compute_images, image_id, "Image")
 
     def image(self, image_id: str) -> Image:
-        image = self.images.get(image_id)
-        if image is None:
-            raise CloudError(Code.NOT_FOUND, f"Desktop image {image_id} not found")
-        return image
+        return _existing(self.images, image_id, "Desktop image")
 
     def operation(self, operation_id: str) -> Operation:
-        operation = self.operations.get(operation_id)
-        if operation is None:
-            raise CloudError(Code.NOT_FOUND, f"Operation {operation_id} not found")
-        return operation
+        return _existing(self.operations, operation_id, "Operation")
+
+
+def _existing(table: dict[str, T], key: str, kind: str) -> T:
+    found = table.get(key)
+    if found is None:
+        raise CloudError(Code.NOT_FOUND, f"{kind} {key} not found")
+    return found
