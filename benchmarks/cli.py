@@ -17,9 +17,11 @@ from kubernetes import config
 
 from benchmarks import audit, report, scenarios, system
 from benchmarks.options import QUICK, Options
-from benchmarks.stack import FakeCloud, Kubectl
+from benchmarks.stack import FakeCloud
 from desktop_image_operator.api import CRD_NAME
+from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.devenv.controlplane import ControlPlane
+from desktop_image_operator.devenv.stack import Kubectl
 
 CRD_FILE = system.REPO / "crds" / "clouddesktop.yc.io_desktopimages.yaml"
 USER_AGENT = "desktop-image-operator-benchmarks"
@@ -137,8 +139,6 @@ def _copy_if_exists(source: Path, target: Path) -> None:
 
 def _operator_defaults() -> dict[str, Any]:
     """The operator's settings that the benchmark leaves at their defaults (poll, retry, resync, limits)."""
-    from desktop_image_operator.controller.settings import OperatorSettings
-
     settings = OperatorSettings()
     cloud = settings.cloud
     return {

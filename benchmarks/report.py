@@ -270,8 +270,8 @@ def _settings(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _jitter(value: float | str) -> str:
-    return value if isinstance(value, str) else f"±{value * 100:g}%, the operator's default"
+def _jitter(value: float) -> str:
+    return f"±{value * 100:g}%, the operator's default"
 
 
 def _counts(counts: dict[str, Any]) -> str:

@@ -21,9 +21,10 @@ from kubernetes import client
 
 from benchmarks import audit, manifests
 from benchmarks.options import Options
-from benchmarks.stack import BenchmarkError, FakeCloud, Kubectl, Operator, wait_for
+from benchmarks.stack import FakeCloud, Operator
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.devenv.stack import Kubectl, WaitTimeout, wait_until
 
 TOKEN_METHODS = ("IamTokenService.", "Metadata.")
 
@@ -279,7 +280,7 @@ def _create_all(bench: Bench, operator: Operator, namespace: str, count: int) ->
         all_ready()  # a progress sample per batch
     applied = time.monotonic() - started
 
-    items = wait_for(
+    items = wait_until(
         all_ready,
         timeout=options.ready_timeout,
         interval=options.poll_seconds,
@@ -358,8 +359,8 @@ def _wait_quiet(bench: Bench, since: int, *, minimum: int, quiet: float) -> tupl
         return count >= minimum and now - changed >= quiet
 
     try:
-        wait_for(settled, timeout=max(120.0, minimum / 10), interval=0.5, what="the resume of all objects")
-    except BenchmarkError:
+        wait_until(settled, timeout=max(120.0, minimum / 10), interval=0.5, what="the resume of all objects")
+    except WaitTimeout:
         return False, changed
     return True, changed
 

@@ -1,4 +1,4 @@
-"""The pieces under test as child processes on loopback: the fake cloud, the operator, and kubectl.
+"""The pieces under test as child processes on loopback: the fake cloud and the operator.
 
 They are the local stack's (`desktop_image_operator.devenv.stack`), whose children die with us even when we
 are killed and whose waits are all bounded, with what the benchmarks add: windows on the fake cloud's
@@ -11,12 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import system
-from desktop_image_operator.devenv.stack import FakeCloudChild, Kubectl, OperatorChild, StackError
-from desktop_image_operator.devenv.stack import wait_until as wait_for
-
-__all__ = ["BenchmarkError", "FakeCloud", "Kubectl", "Operator", "wait_for"]
-
-BenchmarkError = StackError
+from desktop_image_operator.devenv.stack import FakeCloudChild, OperatorChild
 
 
 class FakeCloud(FakeCloudChild):

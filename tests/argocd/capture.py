@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from desktop_image_operator.devenv import tools
 from desktop_image_operator.devenv.controlplane import ControlPlane
+from desktop_image_operator.devenv.stack import Kubectl
 from desktop_image_operator.fakecloud import methods, seeds
 from tests.integration.manifests import desktop_image
 from tests.integration.support import FakeCloudProcess, OperatorProcess, wait_until
@@ -107,22 +106,11 @@ class State:
 class Stack:
     def __init__(self, kubeconfig: Path, cloud: FakeCloudProcess, workdir: Path) -> None:
         self.kubeconfig = kubeconfig
+        self.kubectl = Kubectl(kubeconfig)
         self.cloud = cloud
         self.workdir = workdir
         self.operator: OperatorProcess | None = None
         self.captured: dict[str, tuple[State, dict[str, Any]]] = {}
-
-    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
-        completed = subprocess.run(
-            [tools.kubectl(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{completed.stderr}{completed.stdout}")
-        return completed.stdout
 
     def start_operator(self) -> None:
         self.operator = OperatorProcess(
@@ -148,7 +136,7 @@ class Stack:
         self.kubectl("create", "-f", "-", stdin=json.dumps(manifest))
 
     def get(self, name: str) -> dict[str, Any]:
-        return dict(json.loads(self.kubectl("get", "-n", NAMESPACE, "desktopimage", name, "-o", "json")))
+        return dict(self.kubectl.json("get", "-n", NAMESPACE, "desktopimage", name))
 
     def wait_reason(self, name: str, kind: str, reason: str, *, timeout: float = WAIT) -> None:
         def reached() -> bool:
@@ -355,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             cleanup.callback(stack.stop_operator)
             stack.kubectl("apply", "-f", str(CRD_FILE))
             stack.kubectl(
-                "wait", "--for=condition=Established", "--timeout=60s", "crd/desktopimages.clouddesktop.yc.io"
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/desktopimages.clouddesktop.yc.io",
+                timeout=70,
             )
             stack.kubectl("create", "namespace", NAMESPACE)
             try:

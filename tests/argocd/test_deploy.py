@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from desktop_image_operator.api import GROUP, KIND
 from tests.argocd.configmap import CONFIGMAP, KEY, render
 from tests.argocd.runner import ARGOCD, HEALTH_SCRIPT
 
@@ -30,7 +31,7 @@ def test_configmap_file_is_what_the_generator_writes() -> None:
 
 def test_configmap_key_names_the_group_and_kind() -> None:
     # Argo CD reads resource.customizations.health.<group>_<kind>.
-    assert KEY == "resource.customizations.health.clouddesktop.yc.io_DesktopImage"
+    assert f"resource.customizations.health.{GROUP}_{KIND}" == KEY
 
 
 def _applications() -> dict[str, dict[str, Any]]:

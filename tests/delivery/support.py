@@ -15,7 +15,8 @@ import httpx
 import yaml
 
 from desktop_image_operator.devenv import processes
-from tests.integration.support import FakeCloudProcess, wait_until
+from desktop_image_operator.devenv.stack import Child, as_environment, operator_wiring
+from tests.integration.support import QUICK_SETTINGS, FakeCloudProcess, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "desktop-image-operator"
@@ -155,66 +156,37 @@ def operator_env(
     health_port: int,
 ) -> dict[str, str]:
     """The operator's settings for the fake cloud, as environment variables (as the chart passes them)."""
-    endpoints = cloud.endpoints
-    env = {
-        "KUBECONFIG": str(kubeconfig),
-        "DESKTOP_IMAGE_OPERATOR_DESKTOP_ENDPOINT": endpoints["cloudDesktop"],
-        "DESKTOP_IMAGE_OPERATOR_OPERATION_ENDPOINT": endpoints["operation"],
-        "DESKTOP_IMAGE_OPERATOR_IAM_ENDPOINT": endpoints["iam"],
-        "DESKTOP_IMAGE_OPERATOR_METADATA_ENDPOINT": endpoints["metadata"],
-        "DESKTOP_IMAGE_OPERATOR_BIND_ADDRESS": "127.0.0.1",
-        "DESKTOP_IMAGE_OPERATOR_METRICS_PORT": str(metrics_port),
-        "DESKTOP_IMAGE_OPERATOR_HEALTH_PORT": str(health_port),
-        "DESKTOP_IMAGE_OPERATOR_OPERATION_POLL_SECONDS": "0.2",
-        "DESKTOP_IMAGE_OPERATOR_RETRY_BASE_SECONDS": "1",
-        "DESKTOP_IMAGE_OPERATOR_LOG_FORMAT": "json",
+    settings = {
+        **operator_wiring(cloud, metrics_port=metrics_port, health_port=health_port),
+        **QUICK_SETTINGS,
+        "LOG_FORMAT": "json",
     }
     if namespaces:
-        env["DESKTOP_IMAGE_OPERATOR_NAMESPACE"] = ",".join(namespaces)
-    return env
+        settings["NAMESPACE"] = ",".join(namespaces)
+    return {"KUBECONFIG": str(kubeconfig), **as_environment(settings)}
 
 
-class ProcessUnderTest:
-    """A long-running child (the operator) with its output in a log file; stopped with SIGTERM."""
+class ProcessUnderTest(Child):
+    """The operator started from any executable (in `cwd` if given), its output in a log file."""
+
+    name = "operator"
 
     def __init__(
         self, argv: Sequence[str | Path], *, env: dict[str, str], log: Path, cwd: Path | None = None
     ) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self._process = subprocess.Popen(
-                [str(a) for a in argv],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-            )
-
-    def running(self) -> bool:
-        if self._process.poll() is not None:
-            raise RuntimeError(
-                f"the operator exited ({self._process.returncode}):\n{processes.tail(self.log)}"
-            )
-        return True
+        super().__init__(argv, env=env, log=log)
+        self.process = processes.start(self.argv, log_path=log, env=env, cwd=cwd)
 
     def wait_http(self, url: str, *, timeout: float = 60) -> httpx.Response:
         """Poll `url` until it answers 200 (failing at once if the process died)."""
 
         def answered() -> httpx.Response | None:
-            self.running()
+            self.check()
             try:
-                response = httpx.get(url, timeout=2)
+                response = httpx.get(url, timeout=2, trust_env=False)
             except httpx.HTTPError:
                 return None
             return response if response.status_code == 200 else None
 
         response: httpx.Response = wait_until(answered, timeout=timeout, what=url)
         return response
-
-    def stop(self) -> int | None:
-        processes.stop(self._process)
-        return self._process.returncode
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")

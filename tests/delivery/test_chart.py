@@ -166,6 +166,11 @@ def _pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return spec
 
 
+def _credentials_checksum(objects: list[dict[str, Any]]) -> str:
+    annotations = only(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    return str(annotations["checksum/credentials"])
+
+
 def test_credentials_none_secret_values_existing_secret_or_metadata(helm: Helm) -> None:
     # None: no file, no metadata, no Secret.
     objects = helm.render()
@@ -191,13 +196,8 @@ def test_credentials_none_secret_values_existing_secret_or_metadata(helm: Helm) 
     }
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "credentials")
     assert mount["readOnly"] is True
-    checksum = only(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"][
-        "checksum/credentials"
-    ]
     other = helm.render({"credentials": {"authorizedKey": KEY_JSON.replace("key-id", "other")}})
-    assert only(other, "Deployment")["spec"]["template"]["metadata"]["annotations"] != {
-        "checksum/credentials": checksum
-    }
+    assert _credentials_checksum(other) != _credentials_checksum(objects)
 
     # An existing Secret: mounted under its own key, nothing created.
     objects = helm.render({"credentials": {"existingSecret": "yc-sa-key", "key": "sa.json"}})

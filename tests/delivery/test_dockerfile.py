@@ -36,6 +36,8 @@ from tests.integration.support import FakeCloudProcess
 DOCKER = dockerfile.parse(DOCKERFILE.read_text())
 UID = 65532
 HADOLINT = Path(sys.executable).parent / "hadolint"
+# A command in a mount namespace of its own: what it mounts, nothing else sees.
+PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private", "--"]
 
 
 def test_hadolint_reports_nothing() -> None:
@@ -126,7 +128,8 @@ class Isolation:
 
 
 def _python_version(python: str, *, as_uid: int | None = None) -> str | None:
-    """`major.minor` of an interpreter (run as `as_uid` if given) when it has pip, else None."""
+    """An interpreter's `major.minor` and sys.prefix, space-separated (run as `as_uid` if given) when it
+    has pip, else None."""
     prefix = _drop_privileges(as_uid) if as_uid is not None else []
     code = "import sys, pip; print(f'{sys.version_info[0]}.{sys.version_info[1]}', sys.prefix)"
     try:
@@ -172,18 +175,7 @@ def _stand_in_python(image_python: str) -> tuple[str, Isolation]:
 def _mount_namespace_works() -> bool:
     try:
         completed = subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                "mount -o remount,bind,ro /",
-            ],
-            capture_output=True,
-            timeout=10,
+            [*PRIVATE_MOUNTS, "sh", "-c", "mount -o remount,bind,ro /"], capture_output=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -286,19 +278,7 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
         # Remount / read-only in a private mount namespace, then give /tmp (the emptyDir) a tmpfs.
         script = 'mount -o remount,bind,ro / && mount -t tmpfs -o size=16m,mode=1777 tmpfs "$1"'
         script += ' && shift && exec "$@"'
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            str(tmp),
-            *argv,
-        ]
+        argv = [*PRIVATE_MOUNTS, "sh", "-c", script, "sh", str(tmp), *argv]
     else:
         for path in (venv, home):
             subprocess.run(["chmod", "-R", "a-w", str(path)], check=True, timeout=60)
@@ -327,7 +307,7 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
         if not isolation.read_only_root:
             for path in (venv, home):
                 subprocess.run(["chmod", "-R", "u+w", str(path)], check=False, timeout=60)
-    text = operator.text()
+    text = operator.logs()
     assert "Read-only file system" not in text, text[-4000:]
     assert "Permission denied" not in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]

@@ -138,10 +138,15 @@ def _print(capsys: pytest.CaptureFixture[str], text: str) -> None:
         print(f"\n{text}\n")
 
 
-def _service_account_token(kubectl: Kubectl, namespace: str, name: str) -> str:
+def _service_account_kubeconfig(
+    kubectl: Kubectl, control_plane: ControlPlane, namespace: str, name: str, path: Path
+) -> Path:
+    """A kubeconfig with nothing but a token of the ServiceAccount, as its pod would get."""
     token = kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
     assert token.count(".") == 2, "a JWT from the TokenRequest API"
-    return token
+    return token_kubeconfig(
+        path, server=control_plane.server, ca_file=control_plane.ca_file, token=token, namespace=namespace
+    )
 
 
 def _install(helm: Helm, release: str, namespace: str, values: dict[str, Any]) -> str:
@@ -224,12 +229,8 @@ def test_cluster_wide_install_is_enough_for_the_operator_and_no_more(
         service_account = f"{release}-desktop-image-operator"
         _assert_pod_meets_restricted(kubectl, release_namespace, service_account)
 
-        sa_kubeconfig = token_kubeconfig(
-            tmp_path / "sa.kubeconfig",
-            server=control_plane.server,
-            ca_file=control_plane.ca_file,
-            token=_service_account_token(kubectl, release_namespace, service_account),
-            namespace=release_namespace,
+        sa_kubeconfig = _service_account_kubeconfig(
+            kubectl, control_plane, release_namespace, service_account, tmp_path / "sa.kubeconfig"
         )
         # Cluster-wide, as the chart's defaults run it; default credentials: the fake cloud's key file.
         operator = OperatorProcess(
@@ -329,12 +330,8 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
     assert f"It serves DesktopImages in the namespaces {team_a}, {team_b}." in notes
     try:
         service_account = f"{release}-desktop-image-operator"
-        sa_kubeconfig = token_kubeconfig(
-            tmp_path / "sa.kubeconfig",
-            server=control_plane.server,
-            ca_file=control_plane.ca_file,
-            token=_service_account_token(kubectl, release_namespace, service_account),
-            namespace=release_namespace,
+        sa_kubeconfig = _service_account_kubeconfig(
+            kubectl, control_plane, release_namespace, service_account, tmp_path / "sa.kubeconfig"
         )
         # No default credentials: the image in team-b reaches the cloud only through its own Secret,
         # which the operator must be allowed to read.

@@ -3,6 +3,7 @@
 The wrapper modules under `go/` pin the versions. Binaries land in a cache directory outside the
 repository whose name carries those versions and a digest of the wrapper files, so a second start needs
 no build and a version bump builds afresh. A file lock makes concurrent first starts build only once.
+`build_cached` does the same for any Go module (the tests' Lua runner is built with it too).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +73,6 @@ def module_version(component: Component) -> str:
     return match.group(1)
 
 
-def _digest(component: Component) -> str:
-    h = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        h.update((GO_MODULES / component.wrapper / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
 def _ldflags(component: Component, version: str) -> str:
     flags = ["-s", "-w"]
     if component.ldflags_version_prefix:
@@ -92,21 +87,37 @@ def _ldflags(component: Component, version: str) -> str:
     return " ".join(flags)
 
 
-def ensure_component(component: Component, *, go: str = "go") -> tuple[Path, str]:
-    """Return the directory holding the component's binaries, building them if the cache lacks them."""
-    version = module_version(component)
-    target = cache_root() / "bin" / f"{component.wrapper}-{version}-{_digest(component)}"
-    if all((target / name).is_file() for name in component.binaries):
-        return target, version
+def _digest(source: Path, files: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for name in files:
+        h.update((source / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_cached(
+    source: Path,
+    binaries: Mapping[str, str],
+    *,
+    label: str,
+    files: Sequence[str] = ("go.mod", "go.sum"),
+    ldflags: str = "-s -w",
+    go: str = "go",
+    timeout: float | None = None,
+) -> Path:
+    """The cache directory `bin/<label>-<digest of files>` holding `binaries` (name -> package), built with
+    `go build` in the Go module at `source` unless the cache has them already."""
+    target = cache_root() / "bin" / f"{label}-{_digest(source, files)}"
+    if all((target / name).is_file() for name in binaries):
+        return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same thing
-        if all((target / name).is_file() for name in component.binaries):
-            return target, version
+        if all((target / name).is_file() for name in binaries):
+            return target
         if shutil.which(go) is None:
-            raise RuntimeError("the Go toolchain is needed to build the local control plane; install Go 1.26")
-        log.info("building %s %s (first start only; cached in %s)", component.wrapper, version, target)
+            raise RuntimeError(f"the Go toolchain is needed to build {label}; install Go 1.26")
+        log.info("building %s (first use only; cached in %s)", label, target)
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
@@ -117,19 +128,32 @@ def ensure_component(component: Component, *, go: str = "go") -> tuple[Path, str
                 "CGO_ENABLED": "0",
                 "GOFLAGS": "-mod=readonly -buildvcs=false",
             }
-            ldflags = _ldflags(component, version)
-            for name, package in component.binaries.items():
+            for name, package in binaries.items():
                 subprocess.run(
                     [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / name), package],
-                    cwd=GO_MODULES / component.wrapper,
+                    cwd=source,
                     env=env,
                     check=True,
+                    timeout=timeout,
                 )
             os.replace(staging, target)  # atomic: readers see all binaries or none
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("built %s in %.0f s", component.wrapper, time.monotonic() - started)
-    return target, version
+        log.info("built %s in %.0f s", label, time.monotonic() - started)
+    return target
+
+
+def ensure_component(component: Component, *, go: str = "go") -> tuple[Path, str]:
+    """Return the directory holding the component's binaries, building them if the cache lacks them."""
+    version = module_version(component)
+    directory = build_cached(
+        GO_MODULES / component.wrapper,
+        component.binaries,
+        label=f"{component.wrapper}-{version}",
+        ldflags=_ldflags(component, version),
+        go=go,
+    )
+    return directory, version
 
 
 def ensure_binaries() -> Binaries:

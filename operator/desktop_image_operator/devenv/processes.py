@@ -25,9 +25,13 @@ def _die_with_parent() -> None:
 
 
 def start(
-    argv: Sequence[str | Path], *, log_path: Path, env: dict[str, str] | None = None
+    argv: Sequence[str | Path],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child whose output goes to `log_path` and that is killed if we die."""
+    """Start a child (in `cwd` if given) whose output goes to `log_path` and that is killed if we die."""
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             [str(a) for a in argv],
@@ -35,6 +39,7 @@ def start(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             preexec_fn=_die_with_parent,
         )
 
