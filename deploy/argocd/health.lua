@@ -6,7 +6,7 @@
 --   Suspended    Synced says ReconcilePaused (the clouddesktop.yc.io/paused annotation stops cloud calls).
 --   Progressing  being deleted; no status or no Ready condition yet; the current generation not yet
 --                observed (status or Ready behind metadata.generation); an operation in flight
---                (ResolvingSource, Copying, Updating, Deleting); a transient cloud error the operator
+--                (Copying, Updating, Deleting); a transient cloud error the operator
 --                retries with backoff (Throttled, CloudUnavailable); Ready Unknown.
 --   Healthy      Ready is True at the current generation.
 --   Degraded     Ready is False for a terminal reason (CopyFailed, NameConflict, ImageNotFound, ...) or
@@ -25,7 +25,6 @@ local SYNCED_TYPE = "Synced"
 
 -- Ready reasons while the operator is doing something that will end by itself.
 local IN_PROGRESS = {
-  ResolvingSource = true,
   Copying = true,
   Updating = true,
   Deleting = true,

@@ -353,7 +353,7 @@ def test_captured_ready_object_with_its_conditions_emptied_is_waiting(runner: Pa
 
 # --- every reason the operator writes -----------------------------------------------------------------------
 
-IN_PROGRESS = (c.RESOLVING_SOURCE, c.COPYING, c.UPDATING, c.DELETING)
+IN_PROGRESS = (c.COPYING, c.UPDATING, c.DELETING)
 TRANSIENT = (c.THROTTLED, c.CLOUD_UNAVAILABLE)
 TERMINAL = (
     c.COPY_FAILED,

@@ -9,7 +9,6 @@ from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED, Condit
 
 # Reasons, CamelCase as Kubernetes conventions ask. Ready=True has one reason; the rest say what is wrong.
 AVAILABLE = "Available"
-RESOLVING_SOURCE = "ResolvingSource"
 COPYING = "Copying"
 UPDATING = "Updating"
 DELETING = "Deleting"
