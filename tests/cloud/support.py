@@ -34,7 +34,6 @@ class VirtualClock:
         self.now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._sequence = itertools.count()
-        self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
         return self.now
@@ -43,7 +42,6 @@ class VirtualClock:
         return self._wall_start + (self.now - self._start)
 
     async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
         if seconds <= 0:
             await asyncio.sleep(0)
             return

@@ -145,9 +145,7 @@ def test_broken_key_material_is_refused_without_echoing_it() -> None:
         key.load_private_key()
     assert caught.value.__cause__ is None
     assert "AAAA" not in str(caught.value)
-    with pytest.raises(CredentialsError, match="not valid JSON"):
-        parse_authorized_key("{not json " + pem)
-    with pytest.raises(CredentialsError) as not_json:
+    with pytest.raises(CredentialsError, match="not valid JSON") as not_json:
         parse_authorized_key("{not json " + pem)
     assert pem.splitlines()[2] not in str(not_json.value)
 
@@ -313,7 +311,7 @@ async def test_iam_refusal_is_a_credentials_error_and_not_retried(
             401,
             json={
                 "code": 16,
-                "message": f"JWT signature does not verify (jwt {make_jwt_for_echo()})",
+                "message": "JWT signature does not verify",
                 "details": [
                     {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "iam-req-1"}
                 ],
@@ -326,10 +324,6 @@ async def test_iam_refusal_is_a_credentials_error_and_not_retried(
     assert caught.value.request_id == "iam-req-1"
     assert iam.failures == []
     assert iam.exchanges == []
-
-
-def make_jwt_for_echo() -> str:
-    return "eyJhbGciOiJQUzI1NiJ9.e30.c2ln"
 
 
 async def test_iam_echoing_the_jwt_is_scrubbed(clock: VirtualClock, iam: FakeIam) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,6 +103,7 @@ class Images(desktop_image_service_pb2_grpc.DesktopImageServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
 
     async def Delete(self, request: Any, context: Any) -> Any:
+        await asyncio.sleep(10)  # slower than any deadline in these tests
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
 
 
@@ -144,9 +146,7 @@ async def server() -> AsyncIterator[tuple[str, Seen]]:
 
 
 def ctx(key: str | None = None) -> CallContext:
-    return CallContext(
-        token="t1.grpc", request_id="req-1", trace_id="trace-1", idempotency_key=key, timeout=5
-    )
+    return CallContext(token="t1.grpc", request_id="req-1", trace_id="trace-1", idempotency_key=key)
 
 
 async def test_calls_carry_token_tracing_and_idempotency_metadata(server: tuple[str, Seen]) -> None:
@@ -215,6 +215,18 @@ async def test_errors_carry_code_message_and_request_id_from_status_details(serv
     assert throttled.value.retry_after == 4.0
     assert denied.value.code is Code.PERMISSION_DENIED
     assert denied.value.request_id == "req-1"
+
+
+async def test_every_rpc_carries_the_transport_deadline(server: tuple[str, Seen]) -> None:
+    target, _ = server
+    channel = open_channel(target, insecure=True)
+    try:
+        with pytest.raises(CloudError) as caught:
+            await GrpcTransport(channel, channel, timeout=0.2).delete(ctx("k"), "img-1")
+    finally:
+        await channel.close()
+    assert caught.value.code is Code.DEADLINE_EXCEEDED
+    assert caught.value.retryable
 
 
 async def test_unreachable_server_is_unavailable() -> None:

@@ -78,9 +78,7 @@ async def transport(recorder: Recorder) -> AsyncIterator[RestTransport]:
 
 
 def ctx(key: str | None = None) -> CallContext:
-    return CallContext(
-        token="t1.secret", request_id="req-1", trace_id="trace-1", idempotency_key=key, timeout=5
-    )
+    return CallContext(token="t1.secret", request_id="req-1", trace_id="trace-1", idempotency_key=key)
 
 
 async def test_get_image_reads_int64_strings_and_timestamps(
@@ -261,6 +259,11 @@ async def test_bare_http_errors_map_by_status(recorder: Recorder, transport: Res
     assert caught.value.code is Code.UNAVAILABLE
     assert caught.value.retryable
     assert caught.value.request_id == "lb-1"
+    assert caught.value.message == "HTTP 503 Service Unavailable"
+    recorder.answers = [httpx.Response(599)]  # no reason phrase
+    with pytest.raises(CloudError) as unnamed:
+        await transport.get_image(ctx(), "img-1")
+    assert unnamed.value.message == "HTTP 599"
 
 
 async def test_429_carries_retry_after(recorder: Recorder, transport: RestTransport) -> None:

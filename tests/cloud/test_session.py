@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +11,14 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from pydantic import ValidationError
 
-from desktop_image_operator.cloud import CloudError, CloudSettings, Code, CopyRequest, open_cloud
+from desktop_image_operator.cloud import (
+    CloudError,
+    CloudSettings,
+    Code,
+    CopyRequest,
+    open_cloud,
+    parse_authorized_key,
+)
 from desktop_image_operator.cloud.transport import CallContext
 
 from .support import authorized_key_json, private_pem, secret_fragments
@@ -107,7 +113,8 @@ def test_settings_refuse_nonsense(bad: dict[str, Any]) -> None:
 
 async def test_copy_and_follow_with_an_authorized_key() -> None:
     api = FakeApi()
-    async with open_cloud(CloudSettings(**FAST), http_transport=httpx.MockTransport(api.handler)) as session:
+    settings = CloudSettings(**FAST, connect_timeout_seconds=3, request_timeout_seconds=7)
+    async with open_cloud(settings, http_transport=httpx.MockTransport(api.handler)) as session:
         source = session.token_sources.from_key(authorized_key_json())
         client = session.client(source)
         operation = await client.copy(CopyRequest(desktop_id="desk-1", name="base"), idempotency_key="uid-1")
@@ -121,6 +128,10 @@ async def test_copy_and_follow_with_an_authorized_key() -> None:
     assert {r.headers["authorization"] for r in api.cloud_requests()} == {"Bearer t1.token-1"}
     assert api.cloud_requests()[0].headers["idempotency-key"] == "uid-1"
     assert all("user-agent" in r.headers for r in api.requests)
+    # Token and cloud requests alike run on the shared client's timeouts.
+    assert {(r.extensions["timeout"]["connect"], r.extensions["timeout"]["read"]) for r in api.requests} == {
+        (3, 7)
+    }
 
 
 async def test_a_401_refreshes_the_shared_token_once() -> None:
@@ -189,11 +200,8 @@ async def test_secrets_never_reach_logs_errors_reprs_or_metrics(caplog: pytest.L
             repr(session.token_sources),
             repr(caught.value),
             str(caught.value),
-            repr(json.loads(key_json) and session.token_sources.from_key(key_json)),
             repr(CallContext(token="t1.token-1", request_id="r", trace_id="t")),
         ]
-    from desktop_image_operator.cloud import parse_authorized_key
-
     key = parse_authorized_key(key_json)
     texts += [repr(key), str(key)]
     texts += [record.getMessage() + repr(record.__dict__) for record in caplog.records]

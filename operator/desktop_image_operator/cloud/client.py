@@ -69,7 +69,6 @@ class ManagedClient:
         limiter: CallLimiter,
         retry: RetryPolicy | None = None,
         polling: OperationPolling | None = None,
-        request_timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
@@ -78,7 +77,6 @@ class ManagedClient:
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
         self._polling = polling or OperationPolling()
-        self._timeout = request_timeout
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -217,11 +215,7 @@ class ManagedClient:
         for _ in range(self._retry.max_attempts + 1):
             token = await self.token_source.token()
             ctx = CallContext(
-                token=token,
-                request_id=str(uuid.uuid4()),
-                trace_id=trace_id,
-                idempotency_key=idempotency_key,
-                timeout=self._timeout,
+                token=token, request_id=str(uuid.uuid4()), trace_id=trace_id, idempotency_key=idempotency_key
             )
             async with self._limiter.slot() as started:
                 try:

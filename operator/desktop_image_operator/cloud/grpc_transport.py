@@ -43,9 +43,10 @@ def _metadata(ctx: CallContext) -> tuple[tuple[str, str], ...]:
 
 
 class GrpcTransport:
-    """One RPC per call over channels owned by the session."""
+    """One RPC per call over channels owned by the session, each with a deadline of `timeout` seconds."""
 
-    def __init__(self, desktop_channel: Any, operation_channel: Any) -> None:
+    def __init__(self, desktop_channel: Any, operation_channel: Any, *, timeout: float = 30.0) -> None:
+        self._timeout = timeout
         self._images = DesktopImageServiceStub(desktop_channel)
         self._desktops = DesktopServiceStub(desktop_channel)
         self._operations = OperationServiceStub(operation_channel)
@@ -55,7 +56,7 @@ class GrpcTransport:
 
     async def _invoke(self, ctx: CallContext, rpc: Any, request: Any) -> Any:
         try:
-            return await rpc(request, metadata=_metadata(ctx), timeout=ctx.timeout)
+            return await rpc(request, metadata=_metadata(ctx), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise grpc_wire.error_from_rpc_error(exc, ctx.request_id) from exc
 
@@ -69,12 +70,10 @@ class GrpcTransport:
         request = grpc_wire.list_images_request(
             folder_id=folder_id, filter=filter, page_size=page_size, page_token=page_token
         )
-        answer = await self._invoke(ctx, self._images.List, request)
-        images, next_page_token = grpc_wire.images_from_list_response(answer)
-        return ImagePage(images=images, next_page_token=next_page_token)
+        return grpc_wire.image_page_from_proto(await self._invoke(ctx, self._images.List, request))
 
     async def copy(self, ctx: CallContext, request: CopyRequest) -> CloudOperation:
-        rpc = self._images.CopyFromDesktop if request.desktop_id is not None else self._images.Copy
+        rpc = self._images.CopyFromDesktop if request.from_desktop else self._images.Copy
         answer = await self._invoke(ctx, rpc, grpc_wire.copy_request(request))
         return grpc_wire.operation_from_proto(answer)
 

@@ -14,6 +14,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_image_servic
 from yandex.cloud.operation import operation_service_pb2
 
 from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.transport import ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest, ImageStatus
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -116,8 +117,10 @@ def desktop_folder_from_proto(message: Any) -> str:
     return str(message.folder_id)
 
 
-def images_from_list_response(message: Any) -> tuple[list[CloudImage], str]:
-    return [image_from_proto(item) for item in message.desktop_images], str(message.next_page_token)
+def image_page_from_proto(message: Any) -> ImagePage:
+    """A `ListDesktopImagesResponse`."""
+    images = [image_from_proto(item) for item in message.desktop_images]
+    return ImagePage(images=images, next_page_token=str(message.next_page_token))
 
 
 def _type_name(any_message: Any) -> str:

@@ -26,8 +26,6 @@ class TokenBucket:
     def __init__(self, rate: float, burst: int = 1, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
         self._clock = clock
         self._interval = 1.0 / rate
         self._tolerance = (burst - 1) * self._interval
@@ -100,7 +98,6 @@ class CallLimiter:
             raise ValueError("max_concurrency must be >= 1")
         self._clock = clock
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self.max_concurrency = max_concurrency
         self.bucket = TokenBucket(
             requests_per_second, burst if burst is not None else max(1, int(requests_per_second)), clock=clock
         )

@@ -67,13 +67,26 @@ def error_from_response(response: httpx.Response, sent_request_id: str | None) -
         return error_from_status(
             status, fallback_code=fallback, request_id=header_request_id, retry_after=retry_after
         )
-    reason = response.reason_phrase or f"HTTP {response.status_code}"
     return CloudError(
         fallback,
-        f"HTTP {response.status_code} {reason}".strip(),
+        f"HTTP {response.status_code} {response.reason_phrase}".strip(),
         request_id=header_request_id,
         retry_after=retry_after,
     )
+
+
+def json_object(response: httpx.Response, request_id: str | None) -> Mapping[str, Any]:
+    """The JSON object of a 2xx answer; any other answer as a CloudError."""
+    if not response.is_success:
+        raise error_from_response(response, request_id)
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Not chained: the decoder's error holds the whole body, which may be a token.
+        raise CloudError(Code.INTERNAL, "response is not JSON", request_id=request_id) from None
+    if not isinstance(data, Mapping):
+        raise CloudError(Code.INTERNAL, "response is not a JSON object", request_id=request_id)
+    return data
 
 
 def headers_for(ctx: CallContext) -> dict[str, str]:
@@ -127,19 +140,7 @@ class RestTransport:
         body: Mapping[str, Any] | None = None,
     ) -> Mapping[str, Any]:
         response = await self._send(ctx, method, url, params=params, body=body)
-        return self._json(response, ctx)
-
-    @staticmethod
-    def _json(response: httpx.Response, ctx: CallContext) -> Mapping[str, Any]:
-        if not response.is_success:
-            raise error_from_response(response, ctx.request_id)
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CloudError(Code.INTERNAL, "response is not JSON", request_id=ctx.request_id) from exc
-        if not isinstance(data, Mapping):
-            raise CloudError(Code.INTERNAL, "response is not a JSON object", request_id=ctx.request_id)
-        return data
+        return json_object(response, ctx.request_id)
 
     @staticmethod
     def _parse(ctx: CallContext, parse: Callable[[Mapping[str, Any]], T], data: Mapping[str, Any]) -> T:
@@ -184,7 +185,7 @@ class RestTransport:
             body["description"] = request.description
         if request.labels:
             body["labels"] = dict(request.labels)
-        if request.desktop_id is not None:
+        if request.from_desktop:
             body["desktopId"] = request.desktop_id
             url = f"{self._images_url}:copyFromDesktop"
         else:
@@ -228,7 +229,7 @@ class RestTransport:
         if response.status_code == 405 and self._cancel_method == "GET":
             self._cancel_method = "POST"
             response = await self._send(ctx, "POST", url)
-        return self._parse(ctx, operation_from_json, self._json(response, ctx))
+        return self._parse(ctx, operation_from_json, json_object(response, ctx.request_id))
 
     async def _operation(
         self, ctx: CallContext, method: str, url: str, *, body: Mapping[str, Any] | None = None

@@ -95,7 +95,6 @@ class CloudSession:
                 iam_endpoint=settings.iam_endpoint,
                 metadata_endpoint=settings.metadata_endpoint,
                 retry=self._retry,
-                timeout=settings.request_timeout_seconds,
                 clock=self._clock,
                 rng=self._rng,
             )
@@ -125,7 +124,7 @@ class CloudSession:
                     settings.operation_grpc_target, insecure=settings.grpc_insecure, user_agent=USER_AGENT
                 )
                 self._channels.append(operations)
-            return GrpcTransport(desktop, operations)
+            return GrpcTransport(desktop, operations, timeout=settings.request_timeout_seconds)
         from desktop_image_operator.cloud.rest import RestTransport
 
         return RestTransport(
@@ -173,7 +172,6 @@ class CloudSession:
             limiter=self._limiter,
             retry=self._retry,
             polling=self._polling,
-            request_timeout=self.settings.request_timeout_seconds,
             clock=self._clock,
             rng=self._rng,
         )

@@ -15,13 +15,14 @@ from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyR
 
 @dataclass(frozen=True)
 class CallContext:
-    """Per-attempt request headers. The token is excluded from repr so a logged context leaks nothing."""
+    """Per-attempt request headers. The token is excluded from repr so a logged context leaks nothing.
+
+    Timeouts are the transport's own (the shared HTTP client's, the gRPC transport's deadline)."""
 
     token: str = field(repr=False)
     request_id: str
     trace_id: str
     idempotency_key: str | None = None
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)

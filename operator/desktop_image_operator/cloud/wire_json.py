@@ -143,11 +143,7 @@ def operation_from_json(data: Mapping[str, Any]) -> CloudOperation:
     metadata = data.get("metadata")
     image_id = _str(metadata, "imageId") if isinstance(metadata, Mapping) else ""
     error_data = data.get("error")
-    error = (
-        error_from_status(error_data, fallback_code=Code.UNKNOWN)
-        if isinstance(error_data, Mapping) and error_data
-        else None
-    )
+    error = error_from_status(error_data) if isinstance(error_data, Mapping) and error_data else None
     return CloudOperation(
         id=_str(data, "id"),
         done=bool(data.get("done", False)),

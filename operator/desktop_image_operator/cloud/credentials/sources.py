@@ -42,16 +42,8 @@ class _Cached:
 class CachingTokenSource:
     """Caches the issued token; one refresh at a time however many callers need it (single flight)."""
 
-    def __init__(
-        self,
-        *,
-        clock: Clock = SYSTEM_CLOCK,
-        max_age: float = MAX_TOKEN_AGE,
-        refresh_fraction: float = REFRESH_FRACTION,
-    ) -> None:
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
-        self._max_age = max_age
-        self._refresh_fraction = refresh_fraction
         self._cached: _Cached | None = None
         self._refreshing: asyncio.Future[_Cached] | None = None
         self.refresh_count = 0
@@ -93,8 +85,8 @@ class CachingTokenSource:
     async def _run_refresh(self) -> _Cached:
         issued = await self._issue()
         now = self._clock.monotonic()
-        lifetime = issued.lifetime if issued.lifetime is not None and issued.lifetime > 0 else self._max_age
-        refresh_in = min(self._max_age, lifetime * (1.0 - self._refresh_fraction))
+        lifetime = issued.lifetime if issued.lifetime is not None and issued.lifetime > 0 else MAX_TOKEN_AGE
+        refresh_in = min(MAX_TOKEN_AGE, lifetime * (1.0 - REFRESH_FRACTION))
         cached = _Cached(issued.value, refresh_at=now + refresh_in, expires_at=now + lifetime)
         self._cached = cached
         self.refresh_count += 1

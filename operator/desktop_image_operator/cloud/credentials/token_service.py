@@ -6,7 +6,6 @@ Nothing secret (the JWT, the token) is ever put in an error, a log line or a met
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,7 +16,7 @@ import httpx
 
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
-from desktop_image_operator.cloud.rest import error_from_response, transport_error
+from desktop_image_operator.cloud.rest import json_object, transport_error
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import METHOD_IAM_CREATE_TOKEN, METHOD_METADATA_TOKEN
 from desktop_image_operator.cloud.wire_json import parse_timestamp
@@ -53,6 +52,8 @@ def _scrub(error: CloudError, secrets: tuple[str, ...]) -> CloudError:
 
 
 class TokenService:
+    """Asks for IAM tokens over the session's shared `httpx.AsyncClient` (its timeouts and pool apply)."""
+
     def __init__(
         self,
         http: httpx.AsyncClient,
@@ -60,7 +61,6 @@ class TokenService:
         iam_endpoint: str,
         metadata_endpoint: str,
         retry: RetryPolicy | None = None,
-        timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
@@ -68,7 +68,6 @@ class TokenService:
         self._iam_url = iam_endpoint.rstrip("/") + IAM_TOKENS_PATH
         self._metadata_url = metadata_endpoint.rstrip("/") + METADATA_TOKEN_PATH
         self._retry = retry or RetryPolicy()
-        self._timeout = timeout
         self.clock = clock
         self._rng = rng or random.Random()
 
@@ -79,7 +78,7 @@ class TokenService:
         """Exchange a signed JWT at `POST /iam/v1/tokens`."""
 
         async def attempt() -> httpx.Response:
-            return await self._http.post(self._iam_url, json={"jwt": signed_jwt}, timeout=self._timeout)
+            return await self._http.post(self._iam_url, json={"jwt": signed_jwt})
 
         data = await self._call(METHOD_IAM_CREATE_TOKEN, attempt, secrets=(signed_jwt,))
         token = data.get("iamToken")
@@ -93,9 +92,7 @@ class TokenService:
         """The token of the service account attached to this VM / node / federated workload."""
 
         async def attempt() -> httpx.Response:
-            return await self._http.get(
-                self._metadata_url, headers={"Metadata-Flavor": "Google"}, timeout=self._timeout
-            )
+            return await self._http.get(self._metadata_url, headers={"Metadata-Flavor": "Google"})
 
         data = await self._call(METHOD_METADATA_TOKEN, attempt, secrets=())
         token = data.get("access_token")
@@ -142,12 +139,4 @@ class TokenService:
             response = await attempt()
         except httpx.HTTPError as exc:
             raise transport_error(exc, None) from None
-        if not response.is_success:
-            raise error_from_response(response, None)
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CloudError(Code.INTERNAL, "token answer is not JSON") from None
-        if not isinstance(data, Mapping):
-            raise CloudError(Code.INTERNAL, "token answer is not a JSON object")
-        return data
+        return json_object(response, None)
