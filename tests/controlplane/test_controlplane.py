@@ -72,6 +72,17 @@ def widget(name: str, size: int = 1, finalizers: list[str] | None = None) -> str
     return json.dumps(manifest)
 
 
+def readyz(kubeconfig: Path) -> str:
+    """What the API server of `kubeconfig` answers on /readyz."""
+    completed = subprocess.run(
+        [tools.kubectl(), f"--kubeconfig={kubeconfig}", "get", "--raw", "/readyz"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return completed.stdout
+
+
 def test_versions_within_one_minor(kubectl: Kubectl) -> None:
     versions = json.loads(kubectl("version", "-o", "json").stdout)
     client_minor = int(versions["clientVersion"]["minor"].rstrip("+"))
@@ -186,13 +197,7 @@ def test_two_control_planes_side_by_side(control_plane: ControlPlane) -> None:
         assert second.server != control_plane.server
         assert second.workdir != control_plane.workdir
         workdir = second.workdir
-        out = subprocess.run(
-            [tools.kubectl(), f"--kubeconfig={second.kubeconfig}", "get", "--raw", "/readyz"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert out.stdout == "ok"
+        assert readyz(second.kubeconfig) == "ok"
     assert not workdir.exists()
 
 
@@ -263,13 +268,7 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
                 break
         assert lines, "the command printed nothing"
         assert lines[-1].strip() == f"export KUBECONFIG={kubeconfig}", "".join(lines)
-        ready = subprocess.run(
-            [tools.kubectl(), f"--kubeconfig={kubeconfig}", "get", "--raw", "/readyz"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert ready.stdout == "ok"
+        assert readyz(kubeconfig) == "ok"
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert not kubeconfig.exists()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from desktop_image_operator.devenv import tools
+from desktop_image_operator.devenv.stack import Kubectl
 from desktop_image_operator.fakecloud import seeds
 
 pytestmark = pytest.mark.controlplane
@@ -133,17 +133,6 @@ def listening(url: str) -> bool:
         return False
 
 
-def kubectl_json(kubeconfig: Path, *args: str) -> Any:
-    completed = subprocess.run(
-        [tools.kubectl(), f"--kubeconfig={kubeconfig}", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
-
-
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
     conditions = obj.get("status", {}).get("conditions", [])
     return next((c for c in conditions if c["type"] == "Ready"), {})
@@ -183,7 +172,8 @@ def test_dev_brings_every_example_to_ready_and_cleans_up(tmp_path: Path, transpo
         assert output.value_after("  export KUBECONFIG=") == str(kubeconfig)
         assert "\x1b" not in output.text  # no cursor control when not on a terminal
 
-        images = kubectl_json(kubeconfig, "get", "deskimg", "--all-namespaces")["items"]
+        kubectl = Kubectl(kubeconfig)
+        images = kubectl.json("get", "deskimg", "--all-namespaces")["items"]
         assert len(images) == EXAMPLE_IMAGES
         for image in images:
             ready = ready_condition(image)
@@ -192,7 +182,7 @@ def test_dev_brings_every_example_to_ready_and_cleans_up(tmp_path: Path, transpo
             assert image["status"]["imageStatus"] == "ACTIVE"
 
         # The example Secret got the fake's real key instead of its placeholder.
-        secret = kubectl_json(kubeconfig, "get", "secret", "yc-sa-key", "-n", "default")
+        secret = kubectl.json("get", "secret", "yc-sa-key", "-n", "default")
         key = json.loads(base64.b64decode(secret["data"]["key.json"]))
         assert key["service_account_id"] == seeds.SERVICE_ACCOUNT_ID
         assert "PLACEHOLDER" not in json.dumps(key)
@@ -217,9 +207,10 @@ def test_dev_without_operator_or_examples_comes_up_and_stops(tmp_path: Path) -> 
         admin = output.value_after("fake cloud admin API: ")
         assert "operator: not started (--no-operator)" in output.text
 
-        crd = kubectl_json(kubeconfig, "get", "crd", "desktopimages.clouddesktop.yc.io")
+        kubectl = Kubectl(kubeconfig)
+        crd = kubectl.json("get", "crd", "desktopimages.clouddesktop.yc.io")
         assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
-        assert kubectl_json(kubeconfig, "get", "deskimg", "--all-namespaces")["items"] == []
+        assert kubectl.json("get", "deskimg", "--all-namespaces")["items"] == []
 
         children = child_pids(process.pid)
         assert len(children) >= 4  # etcd, kube-apiserver, kube-controller-manager, fake cloud

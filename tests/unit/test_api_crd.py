@@ -321,21 +321,11 @@ def test_cel_rules_only_read_declared_fields(root: Schema) -> None:
                     at(node, ".".join(names))
 
 
-def test_cel_rules_are_balanced_and_quote_safely() -> None:
-    rules = [
-        cel.ONE_SOURCE_RULE,
-        cel.SOURCE_IMMUTABLE_RULE,
-        cel.FOLDER_REQUIRED_RULE,
-        cel.FOLDER_IMMUTABLE_RULE,
-        cel.METADATA_NAME_RULE,
-        cel.LABEL_KEYS_RULE,
-        cel.RESERVED_LABEL_RULE,
-        cel.SECRET_KEY_RULE,
-    ]
-    for entry in rules:
-        rule = entry["rule"]
-        assert rule.count("(") == rule.count(")"), rule
-        assert rule.count("'") % 2 == 0, rule
+def test_cel_rules_are_balanced_and_quote_safely(root: Schema) -> None:
+    for _, node in walk(root):
+        for rule in rules_at(node):
+            assert rule.count("(") == rule.count(")"), rule
+            assert rule.count("'") % 2 == 0, rule
     assert cel.cel_string("it's a \\d") == "'it\\'s a \\\\d'"
 
 

@@ -22,25 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import logging
-    import shutil
 
     from desktop_image_operator.devenv.controlplane import ControlPlane
     from desktop_image_operator.devenv.signals import wait_for_interrupt
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with ControlPlane(with_controller_manager=not args.no_controller_manager) as control_plane:
-        kubeconfig = control_plane.kubeconfig
-        if args.kubeconfig_out:
-            args.kubeconfig_out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(control_plane.kubeconfig, args.kubeconfig_out)
-            args.kubeconfig_out.chmod(0o600)
-            kubeconfig = args.kubeconfig_out
+    with (
+        ControlPlane(with_controller_manager=not args.no_controller_manager) as control_plane,
+        control_plane.published_kubeconfig(args.kubeconfig_out) as kubeconfig,
+    ):
         print(f"kube-apiserver: {control_plane.server}", flush=True)
         print(f"kubeconfig: {kubeconfig}", flush=True)
         print(f"export KUBECONFIG={kubeconfig}", flush=True)
-        try:
-            wait_for_interrupt()
-        finally:
-            if args.kubeconfig_out:
-                args.kubeconfig_out.unlink(missing_ok=True)
+        wait_for_interrupt()
     return 0

@@ -7,6 +7,7 @@ run side by side. `stop()` ends every process started and removes the directory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import shutil
 import ssl
@@ -15,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -96,6 +97,21 @@ class ControlPlane:
         self._processes.clear()
         if getattr(self, "workdir", None) is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def published_kubeconfig(self, target: Path | None) -> Iterator[Path]:
+        """The admin kubeconfig to tell people about: a copy at `target` (owner-only, removed again on
+        exit) when one is asked for, else `kubeconfig` itself."""
+        if target is None:
+            yield self.kubeconfig
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.kubeconfig, target)
+            target.chmod(0o600)
+            yield target
+        finally:
+            target.unlink(missing_ok=True)
 
     # -- set-up ---------------------------------------------------------------------------------------
 

@@ -11,18 +11,16 @@ import contextlib
 import json
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from desktop_image_operator.api.constants import CRD_NAME
 from desktop_image_operator.devenv.liveview import Display, Watcher, is_interactive
+from desktop_image_operator.devenv.signals import Interrupted, Interrupts
 from desktop_image_operator.devenv.stack import (
     FakeCloudChild,
     Kubectl,
@@ -72,34 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM. A BaseException, so no `except Exception` on the way swallows it."""
-
-
-class Interrupts:
-    """Turns the first SIGINT or SIGTERM into `Interrupted`; once disarmed (cleanup), signals are ignored."""
-
-    def __init__(self) -> None:
-        self.armed = True
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.armed:
-            self.armed = False  # a second Ctrl-C must not cut the cleanup short
-            raise Interrupted(signal.Signals(signum).name)
-
-    def disarm(self) -> None:
-        self.armed = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -115,17 +85,6 @@ def start_control_plane(cleanup: contextlib.ExitStack) -> ControlPlane:
         return cleanup.enter_context(ControlPlane())
     except (ControlPlaneError, RuntimeError, OSError, subprocess.CalledProcessError) as error:
         raise StackError(f"the local control plane did not start: {error}") from None
-
-
-def publish_kubeconfig(source: Path, target: Path | None, cleanup: contextlib.ExitStack) -> Path:
-    """The kubeconfig to tell people about: a copy at `target` when asked for (removed on exit)."""
-    if target is None:
-        return source
-    cleanup.callback(target.unlink, missing_ok=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    target.chmod(0o600)
-    return target
 
 
 def start_fake_cloud(
@@ -251,7 +210,7 @@ def start_and_watch(args: argparse.Namespace, cleanup: contextlib.ExitStack, sta
     workdir = Path(tempfile.mkdtemp(prefix="desktop-image-operator-dev-"))
     cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)  # registered first, so removed last
     control_plane = start_control_plane(cleanup)
-    kubeconfig = publish_kubeconfig(control_plane.kubeconfig, args.kubeconfig_out, cleanup)
+    kubeconfig = cleanup.enter_context(control_plane.published_kubeconfig(args.kubeconfig_out))
     say(f"  kube-apiserver {control_plane.server} ({time.monotonic() - started:.1f} s)")
     fake = start_fake_cloud(args, workdir, cleanup)
     say(f"  fake cloud {fake.endpoints['cloudDesktop']}, gRPC {fake.endpoints['grpc']}")

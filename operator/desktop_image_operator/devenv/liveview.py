@@ -37,13 +37,13 @@ class Row:
     created: datetime | None
     is_ready: bool
 
+    def key(self) -> tuple[str, ...]:
+        """What a change is judged by: every cell but the age, which changes every second."""
+        return (self.namespace, self.name, self.ready, self.reason, self.status, self.image_id)
+
     def cells(self, now: datetime) -> tuple[str, ...]:
         age = "-" if self.created is None else format_age((now - self.created).total_seconds())
-        return (self.namespace, self.name, self.ready, self.reason, self.status, self.image_id, age)
-
-    def key(self) -> tuple[str, ...]:
-        """What a change is judged by: everything but the age, which changes every second."""
-        return (self.namespace, self.name, self.ready, self.reason, self.status, self.image_id)
+        return (*self.key(), age)
 
 
 def parse_time(value: object) -> datetime | None:
@@ -157,11 +157,12 @@ class Watcher:
         """Return the seconds from start to all Ready; runs as long as that takes (Ctrl-C ends it)."""
         failures = 0
         while True:
-            for child in self.children:
-                child.check()
+            self._check_children()
             elapsed = time.monotonic() - self.started
             try:
-                rows = rows_from_list(json.loads(self._list()))
+                rows = rows_from_list(
+                    self.kubectl.json("get", f"{PLURAL}.{GROUP}", "--all-namespaces", timeout=LIST_TIMEOUT)
+                )
                 failures, note = 0, ""
             except (StackError, json.JSONDecodeError) as error:
                 failures += 1
@@ -174,11 +175,6 @@ class Watcher:
             if all_ready(rows):
                 return elapsed
             time.sleep(REFRESH_SECONDS)
-
-    def _list(self) -> str:
-        return self.kubectl(
-            "get", f"{PLURAL}.{GROUP}", "--all-namespaces", "-o", "json", timeout=LIST_TIMEOUT
-        )
 
     def _show(self, rows: Sequence[Row], elapsed: float, note: str) -> None:
         lines = [summary_line(rows, elapsed), *render_table(rows, datetime.now(UTC))]
@@ -193,6 +189,9 @@ class Watcher:
     def forever(self) -> None:
         """Keep serving until a signal ends us; stop with an error when a child dies."""
         while True:
-            for child in self.children:
-                child.check()
+            self._check_children()
             time.sleep(REFRESH_SECONDS)
+
+    def _check_children(self) -> None:
+        for child in self.children:
+            child.check()

@@ -198,7 +198,6 @@ class FakeCloudChild(Child):
     it reported (`REQUIRED_ENDPOINTS`); `http` is a client of its admin API."""
 
     name = "fake cloud"
-    start_timeout = 30.0
     admin_timeout = 10.0
 
     def __init__(
@@ -225,7 +224,7 @@ class FakeCloudChild(Child):
         self.http = httpx.Client(base_url=self.admin_url, timeout=self.admin_timeout, trust_env=False)
 
     def _reported_endpoints(self) -> dict[str, str] | None:
-        summary = fake_cloud_summary(self.log.read_text(errors="replace") if self.log.exists() else "")
+        summary = fake_cloud_summary(self.logs())  # `processes.start` created the log
         if summary is None:
             return None
         endpoints = {str(k): str(v) for k, v in summary["endpoints"].items()}
