@@ -7,7 +7,14 @@ import argparse
 import pytest
 from pydantic import ValidationError
 
-from desktop_image_operator.commands.run import IAM_TOKEN_ENV, OPTIONS, add_arguments, settings_values
+from desktop_image_operator.commands.run import (
+    IAM_TOKEN_ENV,
+    OPTIONS,
+    add_arguments,
+    describe_errors,
+    main,
+    settings_values,
+)
 from desktop_image_operator.controller.settings import OperatorSettings
 
 
@@ -68,3 +75,66 @@ def test_conflicting_default_credentials_are_refused() -> None:
 def test_every_option_has_its_environment_variable() -> None:
     assert len({option.env for option in OPTIONS}) == len(OPTIONS)
     assert all(option.env.startswith("DESKTOP_IMAGE_OPERATOR_") for option in OPTIONS)
+
+
+def test_kubernetes_call_timeout_and_threads_come_from_options_and_environment() -> None:
+    settings = parse(["--kube-timeout-seconds", "2.5"], {"DESKTOP_IMAGE_OPERATOR_KUBE_WORKERS": "3"})
+    assert settings.kube_timeout_seconds == 2.5
+    assert settings.kube_workers == 3
+    assert parse([]).kube_workers == 8
+
+
+FAKE_TOKEN = "t1.FAKE-TOKEN-do-not-print-9f8e7d6c5b4a"
+# pydantic shortens long inputs in its text, so a leak may show only the start or the end.
+TOKEN_PIECES = (FAKE_TOKEN, "FAKE-TOKEN", "9f8e7d6c5b4a")
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    code = main(parser.parse_args(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_a_settings_error_names_the_problem_but_never_prints_the_iam_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(IAM_TOKEN_ENV, FAKE_TOKEN)
+    # pydantic's own text quotes the whole input, token included: what `run` must not print.
+    with pytest.raises(ValidationError) as raw:
+        parse(["--metadata-credentials"], {IAM_TOKEN_ENV: FAKE_TOKEN})
+    assert any(piece in str(raw.value) for piece in TOKEN_PIECES)
+
+    code, output = run_main(["--metadata-credentials"], capsys)
+
+    assert code == 2
+    assert "invalid settings" in output
+    assert "settings: Value error, choose at most one of" in output
+    assert not [piece for piece in TOKEN_PIECES if piece in output]
+
+
+def test_a_bad_option_is_named_with_its_variable_and_its_value_is_not_repeated(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, output = run_main(["--transport", "carrier-pigeon", "--kube-workers", "0"], capsys)
+    assert code == 2
+    assert "--transport (DESKTOP_IMAGE_OPERATOR_TRANSPORT): Input should be 'rest' or 'grpc'" in output
+    assert "--kube-workers (DESKTOP_IMAGE_OPERATOR_KUBE_WORKERS): Input should be greater than" in output
+    assert "carrier-pigeon" not in output
+
+
+def test_a_message_that_echoes_the_iam_token_is_masked() -> None:
+    echoing = ValidationError.from_exception_data(
+        "OperatorSettings",
+        [
+            {
+                "type": "value_error",
+                "loc": ("iam_token",),
+                "input": FAKE_TOKEN,
+                "ctx": {"error": ValueError(f"{FAKE_TOKEN} is not a token")},
+            }
+        ],
+    )
+    described = describe_errors(echoing, {"iam_token": FAKE_TOKEN})
+    assert described == f"  {IAM_TOKEN_ENV}: Value error, [hidden] is not a token"

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 ENV_PREFIX = "DESKTOP_IMAGE_OPERATOR_"
 
@@ -62,6 +65,13 @@ OPTIONS: tuple[Option, ...] = (
         "default credentials: the metadata service (VMs, Workload Identity Federation)",
         "bool",
     ),
+    Option(
+        "--kube-timeout-seconds",
+        ("kube_timeout_seconds",),
+        "timeout of each Kubernetes call the operator makes itself (status, Secrets)",
+        "float",
+    ),
+    Option("--kube-workers", ("kube_workers",), "threads for those Kubernetes calls", "int"),
     Option("--metrics-port", ("metrics_port",), "port of the Prometheus /metrics endpoint (0: off)", "int"),
     Option("--health-port", ("health_port",), "port of the /healthz liveness endpoint (0: off)", "int"),
     Option("--bind-address", ("bind_address",), "address of the metrics and health endpoints"),
@@ -69,6 +79,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--log-level", ("log_level",), "DEBUG, INFO, WARNING or ERROR"),
 )
 IAM_TOKEN_ENV = ENV_PREFIX + "IAM_TOKEN"
+# Settings whose input is a secret: an error about them never quotes what was given.
+SECRET_PATHS: frozenset[tuple[str, ...]] = frozenset({("iam_token",)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +119,43 @@ def settings_values(args: argparse.Namespace, environ: dict[str, str]) -> dict[s
     return values
 
 
+def describe_errors(error: ValidationError, values: dict[str, Any]) -> str:
+    """One line per problem: which option or variable, and what is wrong, never the value given.
+
+    pydantic's own text quotes the input (the whole settings dict for a cross-field check), which holds
+    the IAM token; its structured errors without input do not, and secret inputs are masked besides,
+    in case a message ever echoes one.
+    """
+    secrets = [value for value in (_at(values, path) for path in SECRET_PATHS) if value]
+    lines = []
+    for item in error.errors(include_url=False, include_context=False, include_input=False):
+        message = item["msg"]
+        for secret in secrets:
+            message = message.replace(secret, "[hidden]")
+        lines.append(f"  {_source(item['loc'])}: {message}")
+    return "\n".join(lines)
+
+
+def _source(loc: tuple[int | str, ...]) -> str:
+    """Where the user set what `loc` points at: the option and its variable, else the settings field."""
+    path = tuple(str(part) for part in loc)
+    if not path:
+        return "settings"
+    if path[:1] == ("iam_token",):
+        return IAM_TOKEN_ENV
+    for option in OPTIONS:
+        if path[: len(option.path)] == option.path:
+            return f"{option.flag} ({option.env})"
+    return ".".join(path)
+
+
+def _at(values: dict[str, Any], path: tuple[str, ...]) -> str:
+    found: Any = values
+    for key in path:
+        found = found.get(key) if isinstance(found, dict) else None
+    return found if isinstance(found, str) else ""
+
+
 def main(args: argparse.Namespace) -> int:
     import asyncio
     import sys
@@ -116,10 +165,14 @@ def main(args: argparse.Namespace) -> int:
     from desktop_image_operator.controller.app import run_operator
     from desktop_image_operator.controller.settings import OperatorSettings
 
+    values = settings_values(args, dict(os.environ))
     try:
-        settings = OperatorSettings.model_validate(settings_values(args, dict(os.environ)))
+        settings = OperatorSettings.model_validate(values)
     except ValidationError as error:
-        print(f"desktop-image-operator run: invalid settings:\n{error}", file=sys.stderr)
+        print(
+            f"desktop-image-operator run: invalid settings:\n{describe_errors(error, values)}",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(run_operator(settings))
     return 0

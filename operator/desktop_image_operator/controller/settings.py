@@ -32,6 +32,15 @@ class OperatorSettings(BaseModel):
         False, description="Default credentials: the metadata service (VMs, Workload Identity Federation)."
     )
     iam_token: SecretStr | None = Field(None, description="Default credentials: a plain IAM token.")
+    kube_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout of each Kubernetes call the operator makes itself."
+    )
+    kube_workers: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Threads for the operator's own Kubernetes calls (calls in flight at once).",
+    )
     metrics_port: int = Field(8080, ge=0, le=65535, description="Port of /metrics (0: disabled).")
     health_port: int = Field(
         8081, ge=0, le=65535, description="Port of the liveness endpoint /healthz (0: off)."
