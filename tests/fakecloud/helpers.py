@@ -61,6 +61,24 @@ def assert_rest_error(response: httpx.Response, http_status: int, code: int, *wo
     return body
 
 
+def assert_quota_error(response: httpx.Response, metric: str, cloud_id: str, limit: int) -> None:
+    """429 RESOURCE_EXHAUSTED carrying RequestInfo and a QuotaFailure that names the cloud and the metric."""
+    assert response.status_code == 429, response.text
+    body = response.json()
+    assert body["code"] == 8, body
+    request_info, quota = body["details"]
+    assert request_info == {
+        "@type": "type.googleapis.com/google.rpc.RequestInfo",
+        "requestId": response.headers["x-request-id"],
+    }
+    assert quota["@type"] == "type.googleapis.com/google.rpc.QuotaFailure"
+    (violation,) = quota["violations"]
+    assert metric in violation.pop("description")
+    assert violation == {"subject": cloud_id, "quotaMetric": metric, "quotaValue": str(limit)}
+    assert metric in body["message"]
+    assert "retry-after" not in response.headers
+
+
 IMAGES = "/cloud-desktop/v1/images"
 TOKENS = "/iam/v1/tokens"
 METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"

@@ -11,7 +11,14 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from desktop_image_operator.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
-from .helpers import IMAGES, Metadata, assert_rest_error, copy_from_desktop, get_image
+from .helpers import (
+    IMAGES,
+    Metadata,
+    assert_quota_error,
+    assert_rest_error,
+    copy_from_desktop,
+    get_image,
+)
 
 
 async def test_health_endpoints_and_key(cloud: FakeCloud, http: httpx.AsyncClient) -> None:
@@ -160,7 +167,7 @@ async def test_config_at_run_time(cloud: FakeCloud, http: httpx.AsyncClient, aut
         json={"desktopId": cloud.stopped_desktop_id, "name": "second"},
         headers=auth,
     )
-    assert_rest_error(response, 429, 8)
+    assert_quota_error(response, "vdi.desktopImages.count", seeds.CLOUD_ID, 1)
     for bad in (
         {"copySeconds": -1},
         {"nope": 1},

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import httpx
 import pytest
+from google.protobuf import field_mask_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
+from yandex.cloud.operation import operation_pb2
 
 from desktop_image_operator.fakecloud import FakeCloud
 
 from .conftest import ManualClock
-from .helpers import IMAGES, Metadata, assert_rest_error
+from .helpers import IMAGES, Metadata, assert_rest_error, ok_json
 
 
 async def _images(http: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -174,3 +178,104 @@ async def test_ignored_keys_over_grpc(
     assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
     log = (await http.get("/fake/requests", params={"transport": "grpc"})).json()["requests"]
     assert [entry["idempotencyKey"] for entry in log] == ["k-grpc", "k-grpc"]
+
+
+async def _active_image(
+    http: httpx.AsyncClient, auth: dict[str, str], desktop_id: str, clock: ManualClock
+) -> str:
+    copy = await http.post(
+        f"{IMAGES}:copyFromDesktop", json={"desktopId": desktop_id, "name": "i"}, headers=auth
+    )
+    clock.advance(10)
+    image_id: str = copy.json()["metadata"]["imageId"]
+    return image_id
+
+
+async def _fail_next_operation(http: httpx.AsyncClient, method: str) -> None:
+    rule = {"method": method, "failOperation": 1, "code": "INTERNAL", "message": "storage hiccup"}
+    assert (await http.post("/fake/faults", json=rule)).status_code == 201
+
+
+async def _fault_spent_once(http: httpx.AsyncClient) -> None:
+    (rule,) = (await http.get("/fake/faults")).json()["faults"]
+    assert (rule["remaining"], rule["fired"]) == (0, 1)
+
+
+@pytest.mark.parametrize("method", ["DesktopImageService.Update", "DesktopImageService.Delete"])
+async def test_a_failed_update_or_delete_is_replayed_by_its_key_and_a_new_key_starts_over(
+    cloud: FakeCloud, http: httpx.AsyncClient, auth: dict[str, str], clock: ManualClock, method: str
+) -> None:
+    image_id = await _active_image(http, auth, cloud.stopped_desktop_id, clock)
+    await _fail_next_operation(http, method)
+
+    async def send(key: str) -> dict[str, Any]:
+        headers = {**auth, "Idempotency-Key": key}
+        if method == "DesktopImageService.Update":
+            body = {"updateMask": "description", "description": "new"}
+            return ok_json(await http.patch(f"{IMAGES}/{image_id}", json=body, headers=headers))
+        return ok_json(await http.delete(f"{IMAGES}/{image_id}", headers=headers))
+
+    failed = await send("attempt-1")
+    clock.advance(2)
+    repeated = await send("attempt-1")
+    assert repeated["id"] == failed["id"]
+    assert (repeated["done"], repeated["error"]) == (True, {"code": 13, "message": "storage hiccup"})
+    image = ok_json(await http.get(f"{IMAGES}/{image_id}", headers=auth))
+    assert (image["status"], image.get("description")) == ("ACTIVE", None)  # nothing was applied
+    retried = await send("attempt-2")
+    assert retried["id"] != failed["id"]
+    clock.advance(2)
+    done = ok_json(await http.get(f"/operations/{retried['id']}", headers=auth))
+    assert done["done"] is True
+    assert "error" not in done
+    after = await http.get(f"{IMAGES}/{image_id}", headers=auth)
+    if method == "DesktopImageService.Update":
+        assert after.json()["description"] == "new"
+    else:
+        assert after.status_code == 404
+    await _fault_spent_once(http)
+    log = (await http.get("/fake/requests", params={"method": method})).json()["requests"]
+    assert [entry["operationId"] for entry in log] == [failed["id"], failed["id"], retried["id"]]
+
+
+@pytest.mark.parametrize("method", ["DesktopImageService.Update", "DesktopImageService.Delete"])
+async def test_a_failed_update_or_delete_is_replayed_by_its_key_over_grpc(
+    cloud: FakeCloud,
+    http: httpx.AsyncClient,
+    auth: dict[str, str],
+    channel: grpc.aio.Channel,
+    grpc_auth: Metadata,
+    clock: ManualClock,
+    method: str,
+) -> None:
+    image_id = await _active_image(http, auth, cloud.stopped_desktop_id, clock)
+    await _fail_next_operation(http, method)
+    images = service_grpc.DesktopImageServiceStub(channel)
+
+    async def send(key: str) -> operation_pb2.Operation:
+        metadata = (*grpc_auth, ("idempotency-key", key))
+        if method == "DesktopImageService.Update":
+            mask = field_mask_pb2.FieldMask(paths=["description"])
+            request = service_pb2.UpdateDesktopImageRequest(
+                image_id=image_id, update_mask=mask, description="new"
+            )
+            updated: operation_pb2.Operation = await images.Update(request, metadata=metadata)
+            return updated
+        deleted: operation_pb2.Operation = await images.Delete(
+            service_pb2.DeleteDesktopImageRequest(image_id=image_id), metadata=metadata
+        )
+        return deleted
+
+    failed = await send("attempt-1")
+    clock.advance(2)
+    repeated = await send("attempt-1")
+    assert repeated.id == failed.id
+    assert repeated.done
+    assert (repeated.error.code, repeated.error.message) == (13, "storage hiccup")
+    retried = await send("attempt-2")
+    assert retried.id != failed.id
+    clock.advance(2)
+    again = await send("attempt-2")
+    assert again.done
+    assert again.WhichOneof("result") == "response"
+    await _fault_spent_once(http)

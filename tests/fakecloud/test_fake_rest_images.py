@@ -10,6 +10,7 @@ from desktop_image_operator.fakecloud.seeds import GIB
 from .conftest import ManualClock
 from .helpers import (
     IMAGES,
+    assert_quota_error,
     assert_rest_error,
     copy_compute_image,
     copy_from_desktop,
@@ -168,7 +169,7 @@ async def test_quota_of_images_per_cloud(
         json={"folderId": cloud.folder_id, "imageId": cloud.compute_image_id, "name": "ninth"},
         headers=auth,
     )
-    assert_rest_error(response, 429, 8, "vdi.desktopImages.count")
+    assert_quota_error(response, "vdi.desktopImages.count", seeds.CLOUD_ID, 8)
     # The quota is per cloud: a folder of another cloud still has room.
     await copy_compute_image(http, auth, cloud.other_cloud_folder_id, cloud.compute_image_id, "ninth")
 
@@ -184,7 +185,7 @@ async def test_quota_of_image_bytes_per_cloud(
         json={"folderId": cloud.folder_id, "imageId": cloud.compute_image_id, "name": "three"},
         headers=auth,
     )
-    assert_rest_error(response, 429, 8, "vdi.desktopImages.size")
+    assert_quota_error(response, "vdi.desktopImages.size", seeds.CLOUD_ID, 100 * GIB)
 
 
 async def test_validation_names_the_field(

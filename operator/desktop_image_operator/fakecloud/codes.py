@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from google.protobuf.message import Message
+
 
 class Code(enum.IntEnum):
     """The canonical google.rpc.Code values, shared by gRPC and the REST error bodies."""
@@ -74,9 +76,22 @@ _HTTP_STATUS: dict[Code, int] = {
 
 
 class CloudError(Exception):
-    """A call failed with a google.rpc status; both transports render it."""
+    """A call failed with a google.rpc status; both transports render it.
 
-    def __init__(self, code: Code, message: str) -> None:
+    `details` go into the status after its RequestInfo (e.g. a QuotaFailure); `retry_after` (seconds) becomes
+    a `Retry-After` header on REST and `retry-after` trailing metadata on gRPC.
+    """
+
+    def __init__(
+        self,
+        code: Code,
+        message: str,
+        *,
+        details: tuple[Message, ...] = (),
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.details = details
+        self.retry_after = retry_after

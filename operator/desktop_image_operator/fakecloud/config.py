@@ -19,6 +19,7 @@ _FIELDS: dict[str, tuple[str, Kind]] = {
     "imageSizeQuota": ("image_size_quota", "integer"),
     "requestLogSize": ("request_log_size", "integer"),
     "honorIdempotency": ("honor_idempotency", "boolean"),
+    "listLagSeconds": ("list_lag_seconds", "number"),
 }
 
 
@@ -35,6 +36,8 @@ class FakeCloudConfig:
     honor_idempotency: whether a repeated `Idempotency-Key` returns the first operation. Off, every call
         does new work (the key is still logged), as a cloud that ignores keys would: tests then prove the
         operator is crash-safe without them.
+    list_lag_seconds: how long a new image stays out of List (an index that lags behind accepted copies);
+        Get finds it and its name is taken from the start.
     """
 
     copy_seconds: float = 3.0
@@ -44,6 +47,7 @@ class FakeCloudConfig:
     image_size_quota: int = TIB
     request_log_size: int = 100_000
     honor_idempotency: bool = True
+    list_lag_seconds: float = 0.0
 
     def to_json(self) -> dict[str, float | int | bool]:
         return {name: getattr(self, attr) for name, (attr, _) in _FIELDS.items()}

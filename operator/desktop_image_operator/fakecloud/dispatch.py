@@ -73,7 +73,7 @@ class Dispatcher:
                 principal, refusal = state.iam.principal(meta.authorization)
                 ctx.principal = principal or ""
             if decision is not None and decision.error is not None:
-                raise CloudError(*decision.error)
+                raise CloudError(*decision.error, retry_after=decision.retry_after)
             if authenticate and not ctx.principal:
                 raise CloudError(Code.UNAUTHENTICATED, refusal)
             if decision is not None:

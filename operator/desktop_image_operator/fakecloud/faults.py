@@ -28,9 +28,13 @@ _RULE_FIELDS = frozenset(
         "latencyMs",
         "failOperation",
         "dropResponse",
+        "retryAfterSeconds",
         "seed",
     }
 )
+
+# The answers HTTP lets carry Retry-After (429 and 503).
+_RETRY_AFTER_CODES = frozenset({Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE})
 
 
 def default_message(code: Code) -> str:
@@ -43,7 +47,8 @@ class FaultRule:
 
     When it fires it adds `latency_ms`, then does at most one of: answer `code` (without doing the work),
     make the started operation end with `code` (`fail_operation`), or do the work and drop the answer
-    (`drop_response`).
+    (`drop_response`). An answered RESOURCE_EXHAUSTED or UNAVAILABLE says `Retry-After: retry_after_seconds`
+    when that is set.
     """
 
     id: str
@@ -56,6 +61,7 @@ class FaultRule:
     latency_ms: float = 0.0
     fail_operation: bool = False
     drop_response: bool = False
+    retry_after_seconds: int | None = None
     seed: int | None = None
     remaining: int | None = None
     fired: int = 0
@@ -104,6 +110,7 @@ class FaultRule:
                 )
         if code is None and not latency_ms and not drop_response:
             raise ValueError("a rule needs at least one of code, latencyMs, failOperation, dropResponse")
+        retry_after = _retry_after(data.get("retryAfterSeconds"), code, fail_operation)
         message = data.get("message")
         if message is not None and not isinstance(message, str):
             raise ValueError("message must be a string")
@@ -121,6 +128,7 @@ class FaultRule:
             latency_ms=latency_ms,
             fail_operation=fail_operation,
             drop_response=drop_response,
+            retry_after_seconds=retry_after,
             seed=seed,
             remaining=count,
             _random=random.Random(seed),
@@ -162,6 +170,7 @@ class FaultRule:
             "latencyMs": self.latency_ms,
             "failOperation": self.fail_operation,
             "dropResponse": self.drop_response,
+            "retryAfterSeconds": self.retry_after_seconds,
             "seed": self.seed,
             "remaining": self.remaining,
             "fired": self.fired,
@@ -174,6 +183,8 @@ class FaultDecision:
 
     latency_seconds: float = 0.0
     error: tuple[Code, str] | None = None
+    # The Retry-After (seconds) that goes with `error`.
+    retry_after: int | None = None
     fail_operation: tuple[Code, str] | None = None
     drop_response: bool = False
     # The rule that chose the outcome (error, failed operation or dropped answer).
@@ -247,6 +258,7 @@ class FaultSet:
                     decision.fail_operation = (rule.code, text)
                 else:
                     decision.error = (rule.code, text)
+                    decision.retry_after = rule.retry_after_seconds
             else:
                 continue  # latency only
             decision.outcome_rule = rule
@@ -277,6 +289,17 @@ def _count(value: object, name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer")
+    return value
+
+
+def _retry_after(value: object, code: Code | None, fail_operation: bool) -> int | None:
+    """Whole seconds, as the header carries them; only on an answered 429 or 503."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("retryAfterSeconds must be a whole number of seconds, at least 0")
+    if code not in _RETRY_AFTER_CODES or fail_operation:
+        raise ValueError("retryAfterSeconds goes with an answered RESOURCE_EXHAUSTED or UNAVAILABLE code")
     return value
 
 

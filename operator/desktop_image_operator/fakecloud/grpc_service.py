@@ -18,13 +18,13 @@ from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grp
 from yandex.cloud.operation import operation_pb2, operation_service_pb2, operation_service_pb2_grpc
 
 from desktop_image_operator.fakecloud import methods
-from desktop_image_operator.fakecloud.codes import Code
+from desktop_image_operator.fakecloud.codes import CloudError, Code
 from desktop_image_operator.fakecloud.context import CallContext
 from desktop_image_operator.fakecloud.desktops import DesktopService
 from desktop_image_operator.fakecloud.dispatch import CallMeta, Dispatcher
 from desktop_image_operator.fakecloud.images import DesktopImageService, sent_mask
 from desktop_image_operator.fakecloud.operations import OperationService
-from desktop_image_operator.fakecloud.protojson import status
+from desktop_image_operator.fakecloud.protojson import error_status
 from desktop_image_operator.fakecloud.tokens import IamTokenService
 
 T = TypeVar("T")
@@ -60,9 +60,9 @@ class _Calls:
         outcome = await self._dispatcher.run(meta, handler, authenticate=authenticate)
         ids = (("x-request-id", outcome.request_id), ("x-server-trace-id", outcome.trace_id))
         if outcome.drop:
-            await _abort(context, Code.UNAVAILABLE, DROPPED_MESSAGE, outcome.request_id, ids)
+            await _abort(context, CloudError(Code.UNAVAILABLE, DROPPED_MESSAGE), outcome.request_id, ids)
         if outcome.error is not None:
-            await _abort(context, outcome.error.code, outcome.error.message, outcome.request_id, ids)
+            await _abort(context, outcome.error, outcome.request_id, ids)
         await context.send_initial_metadata(ids)
         assert outcome.response is not None
         return outcome.response
@@ -70,15 +70,17 @@ class _Calls:
 
 async def _abort(
     context: grpc.aio.ServicerContext,
-    code: Code,
-    message: str,
+    error: CloudError,
     request_id: str,
     ids: tuple[tuple[str, str], ...],
 ) -> NoReturn:
-    details = status(code, message, request_id).SerializeToString()
-    await context.abort(
-        _STATUS_CODES[int(code)], message, trailing_metadata=(*ids, ("grpc-status-details-bin", details))
+    trailing: tuple[tuple[str, str | bytes], ...] = (
+        *ids,
+        ("grpc-status-details-bin", error_status(error, request_id).SerializeToString()),
     )
+    if error.retry_after is not None:
+        trailing += (("retry-after", str(error.retry_after)),)
+    await context.abort(_STATUS_CODES[int(error.code)], error.message, trailing_metadata=trailing)
     raise AssertionError("abort returned")  # context.abort always raises
 
 

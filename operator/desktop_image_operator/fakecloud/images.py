@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from google.rpc import error_details_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.operation import operation_pb2
@@ -36,10 +37,14 @@ class DesktopImageService:
         self._state.folder(request.folder_id)
         conditions = parse_filter(request.filter)
         ordering = parse_order_by(request.order_by)
+        # The index List reads from has not caught up with images younger than the lag.
+        indexed_before = self._state.clock() - self._state.config.list_lag_seconds
         found = [
             image
             for image in self._state.images.values()
-            if image.folder_id == request.folder_id and all(c.matches(image.name) for c in conditions)
+            if image.folder_id == request.folder_id
+            and image.created_at <= indexed_before
+            and all(c.matches(image.name) for c in conditions)
         ]
         chunk, next_token = page(found, ordering, request.page_size, request.page_token)
         return service_pb2.ListDesktopImagesResponse(
@@ -161,16 +166,18 @@ class DesktopImageService:
         storage_size = source.storage_size
         in_cloud = [image for image in state.images.values() if image.cloud_id == folder.cloud_id]
         if len(in_cloud) >= state.config.image_quota:
-            raise CloudError(
-                Code.RESOURCE_EXHAUSTED,
-                f"Quota limit {QUOTA_COUNT} exceeded in cloud {folder.cloud_id}: "
+            raise _quota_exceeded(
+                QUOTA_COUNT,
+                folder.cloud_id,
+                state.config.image_quota,
                 f"limit {state.config.image_quota}, used {len(in_cloud)}",
             )
         used_bytes = sum(image.storage_size for image in in_cloud)
         if used_bytes + storage_size > state.config.image_size_quota:
-            raise CloudError(
-                Code.RESOURCE_EXHAUSTED,
-                f"Quota limit {QUOTA_SIZE} exceeded in cloud {folder.cloud_id}: "
+            raise _quota_exceeded(
+                QUOTA_SIZE,
+                folder.cloud_id,
+                state.config.image_size_quota,
                 f"limit {state.config.image_size_quota} bytes, used {used_bytes}, requested {storage_size}",
             )
         image = Image(
@@ -187,3 +194,18 @@ class DesktopImageService:
         )
         state.images[image.id] = image
         return self._start(ctx, kind, image, state.config.copy_seconds)
+
+
+def _quota_exceeded(metric: str, cloud_id: str, limit: int, usage: str) -> CloudError:
+    """RESOURCE_EXHAUSTED with the QuotaFailure detail that tells it from throttling."""
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=cloud_id,
+        description=f"Quota limit {metric} exceeded: {usage}",
+        quota_metric=metric,
+        quota_value=limit,
+    )
+    return CloudError(
+        Code.RESOURCE_EXHAUSTED,
+        f"Quota limit {metric} exceeded in cloud {cloud_id}: {usage}",
+        details=(error_details_pb2.QuotaFailure(violations=[violation]),),
+    )

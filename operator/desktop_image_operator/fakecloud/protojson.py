@@ -55,9 +55,18 @@ def pack(message: Message) -> any_pb2.Any:
     return packed
 
 
-def status(code: Code, message: str, request_id: str | None = None) -> status_pb2.Status:
-    """A google.rpc.Status; with a request id it carries a RequestInfo detail, as the cloud's errors do."""
+def status(
+    code: Code, message: str, request_id: str | None = None, details: tuple[Message, ...] = ()
+) -> status_pb2.Status:
+    """A google.rpc.Status; with a request id it carries a RequestInfo detail, as the cloud's errors do,
+    then any further `details`."""
     result = status_pb2.Status(code=int(code), message=message)
     if request_id is not None:
         result.details.append(pack(error_details_pb2.RequestInfo(request_id=request_id)))
+    result.details.extend(pack(detail) for detail in details)
     return result
+
+
+def error_status(error: CloudError, request_id: str) -> status_pb2.Status:
+    """The google.rpc.Status a failed call answers with."""
+    return status(error.code, error.message, request_id, error.details)

@@ -23,7 +23,7 @@ from desktop_image_operator.fakecloud.dispatch import CallMeta, Dispatcher
 from desktop_image_operator.fakecloud.ids import new_request_id
 from desktop_image_operator.fakecloud.images import DesktopImageService, sent_mask
 from desktop_image_operator.fakecloud.operations import OperationService, rest_json
-from desktop_image_operator.fakecloud.protojson import decode_body, dumps, from_json, status, to_json
+from desktop_image_operator.fakecloud.protojson import decode_body, dumps, error_status, from_json, to_json
 from desktop_image_operator.fakecloud.tokens import IamTokenService, MetadataTokenService
 
 T = TypeVar("T")
@@ -48,11 +48,14 @@ def _render(response: object) -> dict[str, Any]:
 
 def _error_response(error: CloudError, request_id: str, trace_id: str) -> web.Response:
     """A google.rpc.Status body, as the cloud answers every failed call."""
+    headers = _ids(request_id, trace_id)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return web.Response(
         status=error.code.http_status,
-        text=dumps(to_json(status(error.code, error.message, request_id))),
+        text=dumps(to_json(error_status(error, request_id))),
         content_type="application/json",
-        headers=_ids(request_id, trace_id),
+        headers=headers,
     )
 
 
