@@ -1,19 +1,39 @@
-"""The operator's own Kubernetes calls (kopf makes the rest): status patches and Secret reads.
+"""The operator's own Kubernetes calls (kopf makes the rest): status patches, Secret reads and finalizers.
 
-The official client is synchronous, so calls run in worker threads. It is configured the way kopf logs in:
-the in-cluster service account when there is one, else the current kubeconfig.
+The official client is synchronous, so calls run in a small thread pool of their own: a stalled API
+server then ties up these threads only, never the event loop's default executor that others share.
+Every call carries a timeout, both on its socket and on the wait for its result (which also covers
+time queued for a thread), so no caller waits longer than the timeout.
+
+The client is configured the way kopf logs in: the in-cluster service account when there is one, else
+the current kubeconfig.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+import copy
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_WORKERS = 8
+# One more try for a lost connection, none after a read timed out: the caller's retry schedule, not
+# urllib3's, decides when a slow API server is asked again, and a timed-out call frees its thread.
+_RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
+_STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 
 
 def load_client_configuration() -> client.Configuration:
@@ -29,31 +49,166 @@ class SecretUnavailable(Exception):
     """The credentials Secret or its key cannot be read; the message says which and why (never the data)."""
 
 
+class KubeTimeout(Exception):
+    """A Kubernetes call got no answer in time; the message names the call and the timeout."""
+
+
+@dataclass(frozen=True)
+class SecretMeta:
+    """What the operator keeps of a Secret it read: identity and finalizers, never data."""
+
+    uid: str
+    resource_version: str
+    finalizers: tuple[str, ...]
+    deleting: bool
+
+    @property
+    def version(self) -> tuple[str, str]:
+        return self.uid, self.resource_version
+
+
 class KubeApi:
-    def __init__(self, configuration: client.Configuration) -> None:
-        self._api = client.ApiClient(configuration)
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self._timeout = timeout_seconds
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
+        self._api = client.ApiClient(_bounded(configuration))
         self._custom = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
+        self._secrets: dict[tuple[str, str], SecretMeta] = {}
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patch the status subresource of one DesktopImage."""
-        await asyncio.to_thread(
-            self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, patch
-        )
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource of one DesktopImage; returns the object as written."""
+        call = self._custom.patch_namespaced_custom_object_status
+        what = f"status patch of DesktopImage {namespace}/{name}"
+        written = await self._call(what, call, GROUP, VERSION, namespace, PLURAL, name, patch)
+        return dict(written)  # type: ignore[call-overload]  # the client types custom objects as object
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            secret = await self._call(
+                f"read of Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+            )
         except ApiException as error:
             if error.status == 404:
+                self._secrets.pop((namespace, name), None)
                 raise SecretUnavailable(f"Secret {namespace}/{name} does not exist.") from None
             if error.status == 403:
                 raise SecretUnavailable(f"The operator may not read Secret {namespace}/{name}.") from None
             raise
+        self._remember(namespace, name, secret)
         data = secret.data or {}
         if key not in data:
             raise SecretUnavailable(f"Secret {namespace}/{name} has no key {key!r}.")
         return base64.b64decode(data[key])
+
+    def seen_secret(self, namespace: str, name: str) -> SecretMeta | None:
+        """The Secret as the latest read or patch of it returned (no call); None when never seen."""
+        return self._secrets.get((namespace, name))
+
+    async def secret_metadata(self, namespace: str, name: str) -> SecretMeta | None:
+        """Read a Secret's identity and finalizers; None when it does not exist."""
+        what = f"read of Secret {namespace}/{name}"
+        return await self._secret_call(
+            namespace, name, what, self._core.read_namespaced_secret, name, namespace
+        )
+
+    async def add_secret_finalizer(self, namespace: str, name: str, finalizer: str) -> SecretMeta | None:
+        """Add a finalizer to a Secret; None when it does not exist.
+
+        A strategic merge of metadata.finalizers (a set on the server) adds to whatever list the Secret
+        has by then, so a finalizer someone else adds or removes meanwhile is kept as they left it.
+        """
+        patch = {"metadata": {"finalizers": [finalizer]}}
+        return await self._patch_secret(
+            namespace, name, patch, f"finalizer patch of Secret {namespace}/{name}"
+        )
+
+    async def remove_secret_finalizer(self, namespace: str, name: str, finalizer: str) -> SecretMeta | None:
+        """Remove a finalizer from a Secret, leaving the others as they are by then; None when it is gone."""
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}}
+        return await self._patch_secret(
+            namespace, name, patch, f"finalizer patch of Secret {namespace}/{name}"
+        )
+
+    async def list_desktop_images(self, namespace: str) -> list[dict[str, Any]]:
+        """All DesktopImages of one namespace, as the API server returns them."""
+        call = self._custom.list_namespaced_custom_object
+        what = f"list of DesktopImages in {namespace}"
+        listing = cast("dict[str, Any]", await self._call(what, call, GROUP, VERSION, namespace, PLURAL))
+        items: list[dict[str, Any]] = listing.get("items") or []
+        return items
+
+    async def _patch_secret(
+        self, namespace: str, name: str, patch: dict[str, Any], what: str
+    ) -> SecretMeta | None:
+        call = functools.partial(self._core.patch_namespaced_secret, _content_type=_STRATEGIC_MERGE)
+        return await self._secret_call(namespace, name, what, call, name, namespace, patch)
+
+    async def _secret_call(
+        self, namespace: str, name: str, what: str, function: Callable[..., Any], *args: Any
+    ) -> SecretMeta | None:
+        try:
+            secret = await self._call(what, function, *args)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self._secrets.pop((namespace, name), None)
+            return None
+        return self._remember(namespace, name, secret)
+
+    def _remember(self, namespace: str, name: str, secret: Any) -> SecretMeta:
+        meta = secret.metadata
+        seen = SecretMeta(
+            uid=meta.uid,
+            resource_version=meta.resource_version,
+            finalizers=tuple(meta.finalizers or ()),
+            deleting=meta.deletion_timestamp is not None,
+        )
+        self._secrets[(namespace, name)] = seen
+        return seen
+
+    async def _call(self, what: str, function: Callable[..., T], *args: Any) -> T:
+        """Run one client call in the pool; KubeTimeout when it has no answer within the timeout."""
+        bound = functools.partial(function, *args, _request_timeout=self._timeout)
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, bound), self._timeout)
+        except TimeoutError:
+            raise self._timed_out(what) from None
+        except urllib3.exceptions.MaxRetryError as error:
+            if _is_timeout(error.reason):
+                raise self._timed_out(what) from None
+            raise
+        except urllib3.exceptions.TimeoutError as error:
+            if _is_timeout(error):
+                raise self._timed_out(what) from None
+            raise
+
+    def _timed_out(self, what: str) -> KubeTimeout:
+        return KubeTimeout(f"The {what} timed out after {self._timeout:g} s.")
+
+
+def _is_timeout(error: Exception | None) -> bool:
+    # urllib3 files "connection refused" under its connect timeout class; that one is no timeout.
+    return isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(
+        error, urllib3.exceptions.NewConnectionError
+    )
+
+
+def _bounded(configuration: client.Configuration) -> client.Configuration:
+    """The caller's configuration with bounded retries, unless it chose its own."""
+    if configuration.retries is not None:
+        return configuration
+    bounded = copy.deepcopy(configuration)
+    bounded.retries = _RETRIES
+    return bounded

@@ -4,6 +4,8 @@ from desktop_image_operator.api import GROUP
 
 PAUSED = f"{GROUP}/paused"
 FINALIZER = f"{GROUP}/finalizer"
+# On a Secret some DesktopImage's spec.credentialsRef names: its deletion waits until no image needs it.
+CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"
 # Where kopf keeps its per-handler progress and the last handled spec: ours, not kopf's default. A
 # subdomain of the group, because kopf ignores changes to every annotation under its storage prefix, and
 # users' annotations such as PAUSED must stay visible to it.

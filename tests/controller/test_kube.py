@@ -1,0 +1,166 @@
+"""The operator's own Kubernetes calls end within their timeout, on threads of their own.
+
+The API server here is a TCP listener on loopback that accepts connections and never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import urllib3
+from kubernetes import client
+
+from desktop_image_operator.controller.kube import KubeApi, KubeTimeout
+
+TIMEOUT = 0.5
+# Room for thread start-up and a loaded test machine; far below any retry or default timeout.
+SLACK = 1.0
+
+
+class SilentServer:
+    """Accepts every connection, reads nothing, answers nothing; counts connections open at once."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self.most_at_once = 0
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                self._open = [c for c in self._open if _still_open(c)]
+                continue
+            self._open = [c for c in self._open if _still_open(c)] + [connection]
+            self.accepted += 1
+            self.most_at_once = max(self.most_at_once, len(self._open))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for connection in self._open:
+            connection.close()
+        self._listener.close()
+
+
+def _still_open(connection: socket.socket) -> bool:
+    """False once the client hung up (a read of zero bytes); the request bytes do not count."""
+    connection.setblocking(False)
+    try:
+        while chunk := connection.recv(65536):
+            del chunk
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    connection.close()
+    return False
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def kube_at(port: int, *, workers: int = 8) -> KubeApi:
+    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+    return KubeApi(configuration, timeout_seconds=TIMEOUT, workers=workers)
+
+
+async def test_a_status_patch_without_an_answer_fails_within_its_timeout_and_says_so(
+    silent: SilentServer,
+) -> None:
+    kube = kube_at(silent.port)
+    started = time.monotonic()
+    with pytest.raises(KubeTimeout) as error:
+        await kube.patch_status("team-a", "image-1", {"status": {"phase": "x"}})
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    assert str(error.value) == "The status patch of DesktopImage team-a/image-1 timed out after 0.5 s."
+    kube.close()
+
+
+async def test_a_secret_read_without_an_answer_times_out_once_without_a_retry(silent: SilentServer) -> None:
+    kube = kube_at(silent.port)
+    started = time.monotonic()
+    with pytest.raises(KubeTimeout, match=r"read of Secret team-a/key timed out after 0\.5 s"):
+        await kube.read_secret_key("team-a", "key", "key.json")
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    # A read is idempotent, so urllib3 would try it again on its own; the thread must be free instead.
+    await asyncio.sleep(TIMEOUT * 2)
+    assert silent.accepted == 1
+    kube.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["secret_metadata", "add_secret_finalizer", "remove_secret_finalizer", "list_desktop_images"],
+)
+async def test_every_call_the_secret_guard_makes_is_bounded_too(silent: SilentServer, call: str) -> None:
+    kube = kube_at(silent.port)
+    calls = {
+        "secret_metadata": lambda: kube.secret_metadata("team-a", "key"),
+        "add_secret_finalizer": lambda: kube.add_secret_finalizer("team-a", "key", "example.com/f"),
+        "remove_secret_finalizer": lambda: kube.remove_secret_finalizer("team-a", "key", "example.com/f"),
+        "list_desktop_images": lambda: kube.list_desktop_images("team-a"),
+    }
+    started = time.monotonic()
+    with pytest.raises(KubeTimeout, match=r"timed out after 0\.5 s"):
+        await calls[call]()
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    kube.close()
+
+
+async def test_calls_run_on_at_most_the_configured_threads(silent: SilentServer) -> None:
+    kube = kube_at(silent.port, workers=2)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(kube.patch_status("team-a", f"image-{n}", {}) for n in range(6)), return_exceptions=True
+    )
+    # Calls waiting for a thread count their wait against the timeout too.
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    assert all(isinstance(result, KubeTimeout) for result in results)
+    assert 1 <= silent.most_at_once <= 2
+    kube.close()
+
+
+async def test_a_busy_default_executor_does_not_hold_up_kubernetes_calls(silent: SilentServer) -> None:
+    loop = asyncio.get_running_loop()
+    default = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(default)
+    release = threading.Event()
+    blocker = loop.run_in_executor(None, release.wait, 30)
+    kube = kube_at(silent.port)
+    try:
+        started = time.monotonic()
+        with pytest.raises(KubeTimeout):
+            await kube.patch_status("team-a", "image-1", {})
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert silent.accepted == 1  # the call really went out while the default executor was stuck
+    finally:
+        release.set()
+        await blocker
+        kube.close()
+
+
+async def test_a_refused_connection_is_not_reported_as_a_timeout() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    kube = kube_at(port)
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        await kube.patch_status("team-a", "image-1", {})
+    kube.close()
