@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format crds manifests controlplane-bin helm-bin system-deps venv bench clean
+.PHONY: run test lint format crds manifests controlplane-bin helm-bin system-deps venv bench bench-chaos clean
 
 run: venv controlplane-bin
 	$(BIN)/desktop-image-operator dev
@@ -56,6 +56,11 @@ system-deps:
 
 bench: venv controlplane-bin
 	$(BIN)/python -m benchmarks
+
+# The operator killed at random instants while 50 DesktopImages converge and are deleted.
+# CHAOS_ARGS='--seed N' reproduces a kill schedule; see `python -m benchmarks.chaos --help`.
+bench-chaos: venv controlplane-bin
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports
