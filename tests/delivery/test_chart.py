@@ -268,7 +268,7 @@ OPERATOR_RULES = {
     ("clouddesktop.yc.io", "desktopimages"): ["get", "list", "watch", "patch"],
     ("clouddesktop.yc.io", "desktopimages/status"): ["patch"],
     ("", "events"): ["create"],
-    ("", "secrets"): ["get"],
+    ("", "secrets"): ["get", "patch"],
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"]}
 

@@ -15,6 +15,7 @@ import yaml
 
 from desktop_image_operator.devenv import tools
 from desktop_image_operator.devenv.controlplane import ControlPlane
+from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
 from tests.conftest import Kubectl
 from tests.delivery.conftest import MakeNamespace
 from tests.delivery.support import CHART, Helm, documents, token_kubeconfig
@@ -29,7 +30,13 @@ RESTRICTED = {
 }
 KEY = "key.json"
 # Log lines that mean the operator lacked a permission (kopf degrades with a warning rather than failing).
-PERMISSION_TROUBLE = ("Not enough permissions", "Failed to post an event", "Forbidden", "may not read Secret")
+PERMISSION_TROUBLE = (
+    "Not enough permissions",
+    "Failed to post an event",
+    "Forbidden",
+    "may not read Secret",
+    "HTTP 403",
+)
 
 
 def _apply_dry_run(kubectl: Kubectl, text: str) -> subprocess.CompletedProcess[str]:
@@ -195,6 +202,15 @@ def _wait_event(kubectl: Kubectl, namespace: str, name: str, reason: str) -> Non
     wait_until(posted, timeout=30, what=f"event {reason} on {namespace}/{name}")
 
 
+def _wait_secret_held(kubectl: Kubectl, namespace: str, name: str, *, held: bool) -> None:
+    def as_expected() -> bool:
+        secret = json.loads(kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
+        return (CREDENTIALS_FINALIZER in secret["metadata"].get("finalizers", [])) == held
+
+    state = "held" if held else "released"
+    wait_until(as_expected, timeout=30, what=f"Secret {namespace}/{name} {state} by the operator")
+
+
 # Not about permissions: a cluster-wide operator may meet objects left by other tests in namespaces
 # being deleted, where the API server forbids new events.
 NOT_PERMISSION_TROUBLE = "because it is being terminated"
@@ -274,6 +290,9 @@ def test_cluster_wide_install_is_enough_for_the_operator_and_no_more(
             Check("patch", "events", n, False),
             Check("delete", "events", n, False),
             Check("get", "secrets", n, True),
+            Check("patch", "secrets", n, True),
+            Check("update", "secrets", n, False),
+            Check("delete", "secrets", n, False),
             Check("list", "secrets", n, False),
             Check("watch", "secrets", "*", False),
             Check("create", "secrets", n, False),
@@ -350,11 +369,14 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
             kubectl("apply", "-n", team_b, "-f", "-", stdin=manifests.text(image))
             _wait_ready(kubectl, team_b, "scoped")
             _wait_event(kubectl, team_b, "scoped", "ImageReady")
+            # The Secret in use is kept from deletion: the Role lets the operator patch its finalizers.
+            _wait_secret_held(kubectl, team_b, "yc-sa-key", held=True)
             # An object outside the watched namespaces is not served.
             kubectl(
                 "apply", "-n", outside, "-f", "-", stdin=manifests.text(manifests.desktop_image("ignored"))
             )
             kubectl("delete", "-n", team_b, "desktopimage/scoped", "--timeout=60s", timeout=90)
+            _wait_secret_held(kubectl, team_b, "yc-sa-key", held=False)
             ignored = json.loads(kubectl("get", "-n", outside, "desktopimage/ignored", "-o", "json").stdout)
             assert "status" not in ignored
             assert not ignored["metadata"].get("finalizers")
@@ -370,7 +392,12 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
             Check("patch", "desktopimages", team_a, True),
             Check("patch", "desktopimages", team_b, True, "status"),
             Check("create", "events", team_b, True),
+            Check("list", "desktopimages", team_b, True),
             Check("get", "secrets", team_b, True),
+            Check("patch", "secrets", team_a, True),
+            Check("patch", "secrets", team_b, True),
+            Check("update", "secrets", team_b, False),
+            Check("delete", "secrets", team_b, False),
             Check("list", "secrets", team_b, False),
             Check("delete", "desktopimages", team_a, False),
             Check("list", "desktopimages", "*", False),
@@ -378,8 +405,11 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
             Check("patch", "desktopimages", outside, False, "status"),
             Check("create", "events", outside, False),
             Check("get", "secrets", outside, False),
+            Check("patch", "secrets", outside, False),
             Check("get", "secrets", release_namespace, False),
+            Check("patch", "secrets", release_namespace, False),
             Check("get", "secrets", "kube-system", False),
+            Check("patch", "secrets", "*", False),
             Check("list", "secrets", "*", False),
             Check("list", "namespaces", "", True),
             Check("watch", "namespaces", "", True),

@@ -97,7 +97,9 @@ each watched namespace. Every verb is one the operator (or kopf, its framework) 
   bookkeeping annotations); nothing creates, replaces or deletes them. get only reads what list reads.
 - desktopimages/status: the operator merge-patches status.
 - events: kopf posts (creates) core/v1 Events; it never updates them.
-- secrets: get, by name, the Secret a DesktopImage's spec.credentialsRef names; never list or watch.
+- secrets: get, by name, the Secret a DesktopImage's spec.credentialsRef names, and patch its
+  metadata.finalizers (a strategic merge, no update): the operator's finalizer keeps a Secret in use
+  until the last DesktopImage naming it is deleted. Never list or watch.
 */}}
 {{- define "desktop-image-operator.namespacedRules" -}}
 - apiGroups: ["clouddesktop.yc.io"]
@@ -112,7 +114,7 @@ each watched namespace. Every verb is one the operator (or kopf, its framework) 
 {{- if .Values.rbac.credentialsSecrets }}
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "patch"]
 {{- end }}
 {{- end }}
 
