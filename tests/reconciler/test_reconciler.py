@@ -1,397 +1,475 @@
-"""The reconciler's decisions, against an in-memory cloud: what it calls, what it writes, what it says."""
+"""The reconciler's decisions against the fake cloud: what it reads, the one action it takes, what it
+writes and says, and when it asks to look again."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
-from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.types import ImageStatus
-from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.reconciler import naming
-from desktop_image_operator.reconciler.reconciler import Reconciler, Result
-from desktop_image_operator.reconciler.resource import Resource
-from tests.reconciler.memory_cloud import COMPUTE_IMAGE, DESKTOP, FOLDER, SIZE, MemoryCloud
+from desktop_image_operator.reconciler import reasons as r
+from desktop_image_operator.reconciler.reconciler import Result
+from tests.reconciler.harness import (
+    COPY_SECONDS,
+    OPERATION_SECONDS,
+    UID,
+    Crash,
+    Stand,
+    condition,
+    manifest,
+    ready,
+    stand,
+)
 
-UID = "0b6f1a52-3c1e-4c59-9a4e-2f1d8e7c6b5a"
-
-
-class Recorder:
-    """Collects status patches and events; `body` applies the patches like the API server would."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.patches: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []
-
-    async def __call__(self, patch: dict[str, Any]) -> None:
-        self.patches.append(patch)
-        status = self.body.setdefault("status", {})
-        for key, value in patch["status"].items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-    def reasons(self) -> list[str]:
-        return [reason for _, reason, _ in self.events]
+pytestmark = pytest.mark.timeout(60)
 
 
-def manifest(**spec: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"source": {"desktopId": DESKTOP}}
-    base.update(spec)
-    return {
-        "metadata": {"name": "analysts-base", "namespace": "team-a", "uid": UID, "generation": 1},
-        "spec": base,
-    }
+@pytest.fixture
+async def s() -> AsyncIterator[Stand]:
+    async with stand() as opened:
+        yield opened
 
 
-def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(x for x in body["status"]["conditions"] if x["type"] == kind)
+async def copy_keys(s: Stand) -> list[str]:
+    return [entry["idempotencyKey"] for entry in await s.requests("CopyFromDesktop")]
 
 
-async def reconcile(body: dict[str, Any], cloud: MemoryCloud, recorder: Recorder | None = None) -> Any:
-    recorder = recorder or Recorder(body)
-    outcome = await Reconciler().reconcile(Resource.from_body(body), cloud, recorder, recorder)
-    return outcome, recorder
+async def ready_image(s: Stand, **spec: Any) -> dict[str, Any]:
+    s.use(manifest(**spec))
+    outcome = await s.settle()
+    assert outcome.result is Result.READY, outcome
+    [image] = await s.images()
+    return image
 
 
-async def test_new_object_is_copied_once_and_mirrored() -> None:
-    cloud, body = MemoryCloud(), manifest(labels={"team": "a"}, description="base image")
-    outcome, recorder = await reconcile(body, cloud)
+# --- copy --------------------------------------------------------------------------------------------------
+
+
+async def test_a_new_object_starts_one_copy_and_records_it_without_waiting(s: Stand) -> None:
+    s.use(manifest(labels={"team": "a"}, description="base image"))
+    outcome = await s.reconcile()
+
+    assert outcome.result is Result.PROGRESSING
+    assert outcome.requeue_after == 1.0
+    [copy] = await s.requests("CopyFromDesktop")
+    assert copy["idempotencyKey"] == naming.copy_key(UID)
+    [patch] = s.recorder.patches
+    status = s.body["status"]
+    assert status["operation"]["kind"] == "Copy"
+    assert status["operation"]["phase"] == "Running"
+    assert status["operation"]["id"] == status["operationId"] == copy["operationId"]
+    assert status["imageId"]
+    assert status["folderId"] == seeds.FOLDER_ID  # the desktop's folder
+    assert ready(s.body) == ("False", r.COPYING)
+    assert s.recorder.reasons() == ["CopyStarted"]
+    [image] = await s.images()
+    assert image["labels"] == {"team": "a", OWNER_UID_LABEL: UID}
+    assert image["name"] == "analysts-base"  # metadata.name when spec.name is absent
+
+
+async def test_polls_of_a_running_copy_write_nothing_and_slow_down_with_its_age(s: Stand) -> None:
+    await s.reconcile()
+    delays = []
+    for _ in range(3):
+        s.clock.advance(2.0)
+        outcome = await s.reconcile()
+        delays.append(outcome.requeue_after)
+    assert len(s.recorder.patches) == 1
+    assert delays == [2.0, 4.0, 6.0]  # as long as the copy has run so far
+    assert (await s.calls())["OperationService.Get"] == 3
+
+
+async def test_a_finished_copy_is_ready_only_from_a_fresh_read_of_the_image(s: Stand) -> None:
+    await s.reconcile()
+    s.clock.advance(COPY_SECONDS)
+    await s.forget_requests()
+    outcome = await s.reconcile()
 
     assert outcome.result is Result.READY
-    assert outcome.became_ready
-    assert cloud.count("copy") == 1
-    _, args = next(call for call in cloud.calls if call[0] == "copy")
-    request = args["request"]
-    assert args["key"] == naming.copy_key(UID)
-    assert request.folder_id == FOLDER  # the desktop's folder, looked up before the copy
-    assert request.labels == {"team": "a", OWNER_UID_LABEL: UID}
-    assert request.name == "analysts-base"  # metadata.name when spec.name is absent
-
-    # Two writes: the accepted copy (so a restart can resume it), then Ready.
-    assert len(recorder.patches) == 2
-    first = recorder.patches[0]["status"]
-    assert first["operationId"]
-    assert first["imageId"]
-    assert condition({"status": first}, "Ready")["reason"] == c.COPYING
-    status = body["status"]
+    assert outcome.first_ready
+    assert [e["method"] for e in await s.requests()] == ["OperationService.Get", "DesktopImageService.Get"]
+    status = s.body["status"]
+    assert "operation" not in status
     assert status["imageStatus"] == "ACTIVE"
-    assert status["storageSize"] == SIZE
-    assert status["minDiskSize"] == SIZE
-    assert status["folderId"] == FOLDER
+    assert status["storageSize"] > 0
     assert status["observedGeneration"] == 1
-    assert condition(body, "Ready")["status"] == "True"
-    assert condition(body, "Synced")["status"] == "True"
-    assert recorder.reasons() == ["CopyStarted", "ImageReady"]
+    assert ready(s.body) == ("True", r.AVAILABLE)
+    assert s.recorder.reasons() == ["CopyStarted", "ImageReady"]
+    assert len(s.recorder.patches) == 2
 
 
-async def test_compute_image_source_needs_no_desktop_lookup() -> None:
-    cloud, body = (
-        MemoryCloud(),
-        manifest(source={"computeImageId": COMPUTE_IMAGE}, folderId=FOLDER, name="base"),
+async def test_a_compute_image_source_needs_no_desktop_look_up(s: Stand) -> None:
+    await ready_image(
+        s, source={"computeImageId": seeds.COMPUTE_IMAGE_ID}, folderId=seeds.FOLDER_ID, name="b"
     )
-    outcome, _ = await reconcile(body, cloud)
+    calls = await s.calls()
+    assert calls["DesktopService.Get"] == 0
+    assert calls["DesktopImageService.Copy"] == 1
+
+
+async def test_a_ready_object_costs_one_read_and_no_write(s: Stand) -> None:
+    await ready_image(s)
+    await s.forget_requests()
+    writes, events = len(s.recorder.patches), len(s.recorder.events)
+
+    outcome = await s.reconcile()
     assert outcome.result is Result.READY
-    assert cloud.count("get_desktop_folder") == 0
-    assert cloud.count("copy") == 1
+    assert not outcome.first_ready
+    assert outcome.requeue_after is None  # the controller's resync
+    assert [e["method"] for e in await s.requests()] == ["DesktopImageService.Get"]
+    assert (len(s.recorder.patches), len(s.recorder.events)) == (writes, events)
 
 
-async def test_ready_object_costs_one_read_and_no_write() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    await reconcile(body, cloud)
-    cloud.calls.clear()
+@pytest.mark.parametrize("honor", [True, False])
+async def test_a_copy_whose_record_was_lost_in_a_crash_is_found_by_its_label_not_repeated(
+    s: Stand, honor: bool
+) -> None:
+    await s.config(honorIdempotency=honor)
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
+    assert "status" not in s.body
 
-    outcome, recorder = await reconcile(body, cloud)
+    outcome = await s.settle()
     assert outcome.result is Result.READY
-    assert not outcome.became_ready
-    assert [name for name, _ in cloud.calls] == ["get_image"]
-    assert recorder.patches == []
-    assert recorder.events == []
+    assert len(await s.images()) == 1
+    assert len(await copy_keys(s)) == 1
+    assert "ImageAdopted" in s.recorder.reasons()
 
 
-async def test_copy_accepted_before_a_crash_is_adopted_not_repeated() -> None:
-    cloud = MemoryCloud()
-    cloud.add_image(
-        "analysts-base", naming.ownership_labels(UID)
-    )  # the copy went through, status never written
-    outcome, recorder = await reconcile(manifest(), cloud)
+@pytest.mark.parametrize("honor", [True, False])
+async def test_a_rename_after_an_unrecorded_copy_ends_with_one_image_of_the_new_name(
+    s: Stand, honor: bool
+) -> None:
+    await s.config(honorIdempotency=honor)
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
+    s.change_spec(name="renamed")
+
+    outcome = await s.settle()
     assert outcome.result is Result.READY
-    assert cloud.count("copy") == 0
-    assert "ImageAdopted" in recorder.reasons()
+    [image] = await s.images()
+    assert image["name"] == "renamed"
+    assert image["labels"][OWNER_UID_LABEL] == UID
 
 
-async def test_recorded_operation_is_resumed() -> None:
-    cloud, body = MemoryCloud(instant=False), manifest()
-    # The first run dies while following the copy: simulate by stopping after the first status write.
-    recorder = Recorder(body)
-
-    async def die_after_first_write(patch: dict[str, Any]) -> None:
-        await recorder(patch)
-        raise KeyboardInterrupt  # stands in for SIGKILL
-
-    with pytest.raises(KeyboardInterrupt):
-        await Reconciler().reconcile(Resource.from_body(body), cloud, die_after_first_write, recorder)
-    assert condition(body, "Ready")["reason"] == c.COPYING
-
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.result is Result.READY
-    assert cloud.count("copy") == 1
-    assert cloud.count("follow_operation") == 1
+async def test_a_recorded_copy_is_followed_after_a_restart_not_repeated(s: Stand) -> None:
+    await s.reconcile()
+    s.use(dict(s.body))  # a new process: only the object's status remains
+    s.clock.advance(COPY_SECONDS)
+    assert (await s.reconcile()).result is Result.READY
+    assert len(await copy_keys(s)) == 1
 
 
-async def test_foreign_image_with_our_name_is_a_conflict() -> None:
-    cloud = MemoryCloud()
-    cloud.add_image("analysts-base", {"team": "other"})
-    outcome, recorder = await reconcile(manifest(), cloud)
+async def test_a_stranger_holding_our_name_is_a_conflict_and_is_left_alone(s: Stand) -> None:
+    await ready_image(s)
+    [stranger] = await s.images()
+    s.use(manifest())
+    s.body["metadata"]["uid"] = "11111111-2222-3333-4444-555555555555"
+
+    outcome = await s.reconcile()
     assert outcome.result is Result.TERMINAL_ERROR
-    assert outcome.reason == c.NAME_CONFLICT
-    assert cloud.count("copy") == 0
-    assert recorder.reasons() == [c.NAME_CONFLICT]
+    assert ready(s.body) == ("False", r.NAME_CONFLICT)
+    assert stranger["id"] in condition(s.body, "Ready")["message"]
+    assert len(await copy_keys(s)) == 1
+    assert s.recorder.reasons() == [r.NAME_CONFLICT]
 
 
-async def test_image_deleted_behind_our_back_is_reported_not_recreated() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    await reconcile(body, cloud)
-    cloud.images.clear()
+async def test_a_name_taken_by_a_copy_the_index_does_not_list_yet_is_awaited_not_a_conflict(s: Stand) -> None:
+    await s.config(honorIdempotency=False, listLagSeconds=30)
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
 
-    outcome, recorder = await reconcile(body, cloud)
+    outcome = await s.reconcile()  # List shows nothing; the copy meets ALREADY_EXISTS
+    assert outcome.result is Result.PROGRESSING
+    assert ready(s.body) == ("False", r.COPYING)
+    s.clock.advance(30)
+    assert (await s.settle()).result is Result.READY
+    assert len(await s.images()) == 1
+    assert r.NAME_CONFLICT not in s.recorder.reasons()
+
+
+async def test_an_image_deleted_behind_our_back_is_reported_not_recreated(s: Stand) -> None:
+    image = await ready_image(s)
+    await s.delete_image(image["id"])
+
+    outcome = await s.reconcile()
     assert outcome.result is Result.TERMINAL_ERROR
-    assert condition(body, "Ready")["reason"] == c.IMAGE_NOT_FOUND
-    assert cloud.count("copy") == 1
-    assert recorder.reasons() == [c.IMAGE_NOT_FOUND]
-
-    # Asking again changes nothing and says nothing new.
-    _, again = await reconcile(body, cloud)
-    assert again.events == []
-    assert again.patches == []
-    assert cloud.count("copy") == 1
+    assert ready(s.body) == ("False", r.IMAGE_NOT_FOUND)
+    assert condition(s.body, "Synced")["status"] == "True"  # the cloud answered; the image is gone
+    assert len(await copy_keys(s)) == 1
 
 
-async def test_failed_copy_is_terminal_and_retried_with_a_new_key() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    cloud.fail_next_copy = CloudError(Code.INTERNAL, "disk snapshot failed", request_id="r-9")
-    outcome, recorder = await reconcile(body, cloud)
+async def test_an_image_that_is_not_active_is_not_ready(s: Stand) -> None:
+    image = await ready_image(s)
+    await s.change_image(image["id"], status="CREATING")
+
+    outcome = await s.reconcile()
+    assert outcome.result is Result.PROGRESSING
+    assert ready(s.body)[0] == "False"
+    assert s.body["status"]["imageStatus"] == "CREATING"
+
+
+async def test_a_failed_copy_waits_for_its_retry_then_copies_again_with_a_new_key(s: Stand) -> None:
+    await s.fault(method="DesktopImageService.CopyFromDesktop", failOperation=True, code="INTERNAL", count=1)
+    await s.reconcile()
+    s.clock.advance(COPY_SECONDS)
+    outcome = await s.reconcile()
     assert outcome.result is Result.TERMINAL_ERROR
-    ready = condition(body, "Ready")
-    assert ready["reason"] == c.COPY_FAILED
-    assert "disk snapshot failed" in ready["message"]
-    assert "r-9" in ready["message"]
-    assert recorder.reasons() == ["CopyStarted", c.COPY_FAILED]
-    failed_operation = body["status"]["operationId"]
+    assert outcome.requeue_after == 60.0
+    assert ready(s.body) == ("False", r.COPY_FAILED)
+    assert s.body["status"]["operation"]["phase"] == "Failed"
+    assert "imageId" not in s.body["status"]
 
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.result is Result.READY
-    keys = [args["key"] for name, args in cloud.calls if name == "copy"]
-    assert keys == [naming.copy_key(UID), naming.copy_key(UID, failed_operation)]
+    s.clock.advance(30)  # an unrelated wake-up before the retry is due: no new copy
+    early = await s.reconcile()
+    assert early.requeue_after == pytest.approx(30.0)
+    assert len(await copy_keys(s)) == 1
+
+    s.clock.advance(30)
+    assert (await s.settle()).result is Result.READY
+    keys = await copy_keys(s)
+    assert len(keys) == 2
+    assert keys[1] != keys[0]
+    assert len(await s.images()) == 1
+
+
+async def test_a_spec_change_retries_a_failed_copy_at_once(s: Stand) -> None:
+    await s.fault(method="DesktopImageService.CopyFromDesktop", failOperation=True, code="INTERNAL", count=1)
+    await s.reconcile()
+    s.clock.advance(COPY_SECONDS)
+    await s.reconcile()
+    s.change_spec(description="try again")
+
+    outcome = await s.reconcile()
+    assert outcome.result is Result.PROGRESSING
+    assert len(await copy_keys(s)) == 2
+
+
+# --- update ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("spec_change", "mask"),
+    ("change", "mask"),
     [
         ({"labels": {"team": "b"}}, ["labels"]),
         ({"description": "new"}, ["description"]),
-        ({"name": "renamed"}, ["name"]),
         ({"name": "renamed", "description": "new"}, ["name", "description"]),
     ],
 )
-async def test_spec_change_is_one_update_with_its_mask(spec_change: dict[str, Any], mask: list[str]) -> None:
-    cloud, body = MemoryCloud(), manifest(labels={"team": "a"})
-    await reconcile(body, cloud)
-    body["spec"].update(spec_change)
-    body["metadata"]["generation"] = 2
+async def test_a_spec_change_is_one_update_with_its_mask(
+    s: Stand, change: dict[str, Any], mask: list[str]
+) -> None:
+    await ready_image(s)
+    s.change_spec(**change)
+    outcome = await s.reconcile()
+    assert outcome.result is Result.PROGRESSING
+    assert ready(s.body) == ("False", r.UPDATING)
+    assert s.body["status"]["operation"]["kind"] == "Update"
 
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.result is Result.READY
-    updates = [args for name, args in cloud.calls if name == "update"]
-    assert len(updates) == 1
-    assert updates[0]["mask"] == mask
-    assert condition(body, "Ready")["observedGeneration"] == 2
-    assert body["status"]["observedGeneration"] == 2
-
-
-async def test_update_interrupted_by_a_crash_is_followed_not_repeated() -> None:
-    cloud, body = MemoryCloud(), manifest(labels={"team": "a"})
-    await reconcile(body, cloud)
-    body["spec"]["labels"] = {"team": "b"}
-    body["metadata"]["generation"] = 2
-    cloud.instant = False
-    recorder = Recorder(body)
-
-    async def die_after_first_write(patch: dict[str, Any]) -> None:
-        await recorder(patch)
-        raise KeyboardInterrupt  # stands in for SIGKILL
-
-    with pytest.raises(KeyboardInterrupt):
-        await Reconciler().reconcile(Resource.from_body(body), cloud, die_after_first_write, recorder)
-    assert condition(body, "Ready")["reason"] == c.UPDATING
-
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.result is Result.READY
-    assert cloud.count("update") == 1
-    assert condition(body, "Ready")["observedGeneration"] == 2
+    s.clock.advance(OPERATION_SECONDS)
+    assert (await s.settle()).result is Result.READY
+    [update] = await s.requests("Update")
+    assert sorted(update["updateMask"]) == sorted(mask)
+    assert s.recorder.reasons()[-2:] == ["UpdateStarted", "ImageUpdated"]
 
 
-async def test_paused_object_makes_no_cloud_call() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    body["metadata"]["annotations"] = {"clouddesktop.yc.io/paused": "true"}
-    outcome, _ = await reconcile(body, cloud)
+async def test_a_failed_update_is_retried_on_the_backoff_with_a_new_key_and_applied(s: Stand) -> None:
+    await ready_image(s)
+    await s.fault(method="DesktopImageService.Update", failOperation=True, code="INTERNAL", count=1)
+    s.change_spec(labels={"team": "b"})
+    await s.reconcile()
+    s.clock.advance(OPERATION_SECONDS)
+    failed = await s.reconcile()
+    assert failed.result is Result.TRANSIENT_ERROR
+    assert failed.requeue_after == 5.0
+    assert ready(s.body) == ("False", r.UPDATE_FAILED)
+
+    assert (await s.settle()).result is Result.READY
+    updates = await s.requests("Update")
+    assert len(updates) == 2
+    assert updates[0]["idempotencyKey"] != updates[1]["idempotencyKey"]
+    [image] = await s.images()
+    assert image["labels"]["team"] == "b"
+
+
+async def test_a_revert_of_a_revert_is_applied_each_time_with_a_new_key(s: Stand) -> None:
+    await ready_image(s, labels={"team": "a"})
+    for team in ("b", "a", "b"):
+        s.change_spec(labels={"team": team})
+        assert (await s.settle()).result is Result.READY
+        [image] = await s.images()
+        assert image["labels"]["team"] == team
+    keys = [entry["idempotencyKey"] for entry in await s.requests("Update")]
+    assert len(set(keys)) == 3
+
+
+async def test_an_update_whose_record_was_lost_is_resent_with_the_same_key(s: Stand) -> None:
+    await ready_image(s)
+    s.change_spec(labels={"team": "b"})
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
+    await s.reconcile()
+    updates = await s.requests("Update")
+    assert len(updates) == 2
+    assert updates[0]["idempotencyKey"] == updates[1]["idempotencyKey"]
+    assert updates[0]["operationId"] == updates[1]["operationId"]  # the cloud returned the same operation
+
+
+# --- pause, outages, errors --------------------------------------------------------------------------------
+
+
+async def test_a_paused_object_makes_no_cloud_call(s: Stand) -> None:
+    s.body["metadata"]["annotations"] = {"clouddesktop.yc.io/paused": "true"}
+    outcome = await s.reconcile()
     assert outcome.result is Result.PAUSED
-    assert cloud.calls == []
-    assert condition(body, "Synced")["reason"] == c.RECONCILE_PAUSED
+    assert await s.requests() == []
+    assert condition(s.body, "Synced")["reason"] == r.RECONCILE_PAUSED
 
 
-async def test_outage_while_copying_keeps_ready_on_copying() -> None:
-    cloud, body = MemoryCloud(instant=False), manifest()
-    cloud.errors["follow_operation"] = [CloudError(Code.UNAVAILABLE, "try later")]
-    outcome, _ = await reconcile(body, cloud)
+async def test_an_outage_while_copying_keeps_ready_on_copying(s: Stand) -> None:
+    await s.reconcile()
+    await s.fault(method="OperationService.Get", code="UNAVAILABLE")
+    outcome = await s.reconcile()
     assert outcome.result is Result.TRANSIENT_ERROR
-    assert condition(body, "Ready")["reason"] == c.COPYING
-    assert condition(body, "Synced")["reason"] == c.CLOUD_UNAVAILABLE
-
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.result is Result.READY
-    assert cloud.count("copy") == 1
-
-
-TERMINAL, TRANSIENT = Result.TERMINAL_ERROR, Result.TRANSIENT_ERROR
-QUOTA_MESSAGE = "Quota limit vdi.desktopImages.count exceeded"
+    assert ready(s.body) == ("False", r.COPYING)
+    assert condition(s.body, "Synced")["reason"] == r.CLOUD_UNAVAILABLE
 
 
 @pytest.mark.parametrize(
-    ("error", "reason", "result"),
+    ("code", "reason", "result"),
     [
-        (CloudError(Code.UNAUTHENTICATED, "bad token"), c.CREDENTIALS_INVALID, TERMINAL),
-        (CloudError(Code.PERMISSION_DENIED, "no role"), c.PERMISSION_DENIED, TERMINAL),
-        (CloudError(Code.FAILED_PRECONDITION, "desktop is running"), c.SOURCE_NOT_READY, TERMINAL),
-        (CloudError(Code.UNAVAILABLE, "down"), c.CLOUD_UNAVAILABLE, TRANSIENT),
-        (CloudError(Code.RESOURCE_EXHAUSTED, "slow down"), c.THROTTLED, TRANSIENT),
-        (CloudError(Code.RESOURCE_EXHAUSTED, QUOTA_MESSAGE), c.QUOTA_EXCEEDED, TERMINAL),
-        (CloudError(Code.INVALID_ARGUMENT, "bad name"), c.INVALID_REQUEST, TERMINAL),
+        ("PERMISSION_DENIED", r.PERMISSION_DENIED, Result.TERMINAL_ERROR),
+        ("UNAUTHENTICATED", r.CREDENTIALS_INVALID, Result.TERMINAL_ERROR),
+        ("INVALID_ARGUMENT", r.INVALID_REQUEST, Result.TERMINAL_ERROR),
+        ("RESOURCE_EXHAUSTED", r.THROTTLED, Result.TRANSIENT_ERROR),
+        ("UNAVAILABLE", r.CLOUD_UNAVAILABLE, Result.TRANSIENT_ERROR),
     ],
 )
-async def test_copy_errors_become_conditions(error: CloudError, reason: str, result: Result) -> None:
-    cloud, body = MemoryCloud(), manifest()
-    cloud.errors["copy"] = [error]
-    outcome, recorder = await reconcile(body, cloud)
+async def test_copy_errors_become_conditions(s: Stand, code: str, reason: str, result: Result) -> None:
+    await s.fault(method="DesktopImageService.CopyFromDesktop", code=code, message="quota of patience")
+    outcome = await s.reconcile()
     assert (outcome.result, outcome.reason) == (result, reason)
-    assert condition(body, "Ready")["reason"] == reason
-    synced = condition(body, "Synced")
-    assert (synced["status"], synced["reason"]) == ("False", reason)
-    assert error.message in condition(body, "Ready")["message"]
-    assert recorder.events == [("Warning", reason, condition(body, "Ready")["message"])]
+    assert ready(s.body) == ("False", reason)
+    assert condition(s.body, "Synced")["reason"] == reason
 
 
-async def test_missing_desktop_is_source_not_found() -> None:
-    cloud, body = MemoryCloud(), manifest(source={"desktopId": "e3vmissing"})
-    outcome, _ = await reconcile(body, cloud)
-    assert outcome.reason == c.SOURCE_NOT_FOUND
+async def test_a_used_up_quota_is_told_from_throttling_by_the_cloud_s_detail(s: Stand) -> None:
+    await s.config(imageQuota=0)
+    outcome = await s.reconcile()
+    assert (outcome.result, outcome.reason) == (Result.TERMINAL_ERROR, r.QUOTA_EXCEEDED)
 
 
-# --- deletion -------------------------------------------------------------------------------------------
+async def test_a_running_desktop_is_source_not_ready(s: Stand) -> None:
+    s.use(manifest(source={"desktopId": seeds.RUNNING_DESKTOP_ID}))
+    outcome = await s.reconcile()
+    assert outcome.reason == r.SOURCE_NOT_READY
 
 
-async def finalize(body: dict[str, Any], cloud: MemoryCloud) -> Any:
-    recorder = Recorder(body)
-    outcome = await Reconciler().finalize(Resource.from_body(body), cloud, recorder, recorder)
-    return outcome, recorder
+async def test_a_missing_desktop_is_source_not_found(s: Stand) -> None:
+    s.use(manifest(source={"desktopId": "e3vnosuchdesktop0000"}))
+    outcome = await s.reconcile()
+    assert (outcome.result, outcome.reason) == (Result.TERMINAL_ERROR, r.SOURCE_NOT_FOUND)
 
 
-async def test_delete_policy_deletes_the_image() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    await reconcile(body, cloud)
-    outcome, recorder = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
-    assert cloud.images == {}
-    assert cloud.count("delete") == 1
-    assert "ImageDeleted" in recorder.reasons()
+async def test_an_image_still_being_created_without_our_operation_is_awaited(s: Stand) -> None:
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
+    outcome = await s.reconcile()  # found by label, still CREATING
+    assert outcome.result is Result.PROGRESSING
+    assert s.recorder.reasons()[-1] == "ImageAdopted"
+    s.clock.advance(COPY_SECONDS)
+    assert (await s.reconcile()).result is Result.READY
 
 
-async def test_retain_policy_leaves_the_image() -> None:
-    cloud, body = MemoryCloud(), manifest(deletionPolicy="Retain")
-    await reconcile(body, cloud)
-    cloud.calls.clear()
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.RETAINED
-    assert cloud.calls == []
-    assert len(cloud.images) == 1
+# --- deletion ----------------------------------------------------------------------------------------------
 
 
-async def test_image_already_gone_releases_at_once() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    await reconcile(body, cloud)
-    cloud.images.clear()
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
+async def finalize_until_released(s: Stand, steps: int = 20) -> Result:
+    for _ in range(steps):
+        outcome = await s.finalize()
+        if outcome.result in (Result.DELETED, Result.RETAINED):
+            return outcome.result
+        s.clock.advance(outcome.requeue_after or 10.0)
+    raise AssertionError("not released")
 
 
-async def test_delete_waits_out_a_running_copy() -> None:
-    cloud, body = MemoryCloud(instant=False), manifest()
-    recorder = Recorder(body)
-
-    async def stop_after_first_write(patch: dict[str, Any]) -> None:
-        await recorder(patch)
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        await Reconciler().reconcile(Resource.from_body(body), cloud, stop_after_first_write, recorder)
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
-    assert cloud.images == {}
-    names = [name for name, _ in cloud.calls]
-    assert names.index("follow_operation") < names.index("delete")
+async def test_the_delete_policy_deletes_the_image_and_follows_the_operation(s: Stand) -> None:
+    await ready_image(s)
+    outcome = await s.finalize()
+    assert outcome.result is Result.PROGRESSING
+    assert ready(s.body) == ("False", r.DELETING)
+    assert s.body["status"]["operation"]["kind"] == "Delete"
+    assert await finalize_until_released(s) is Result.DELETED
+    assert await s.images() == []
+    assert s.recorder.reasons()[-1] == "ImageDeleted"
 
 
-async def test_delete_finds_an_unrecorded_copy() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    cloud.add_image("analysts-base", naming.ownership_labels(UID))
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
-    assert cloud.images == {}
+async def test_the_retain_policy_leaves_the_image(s: Stand) -> None:
+    await ready_image(s, deletionPolicy="Retain")
+    assert (await s.finalize()).result is Result.RETAINED
+    assert len(await s.images()) == 1
+    assert (await s.calls())["DesktopImageService.Delete"] == 0
 
 
-async def test_delete_never_touches_a_foreign_image() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    foreign = cloud.add_image("analysts-base", {"team": "other"})
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
-    assert foreign.id in cloud.images
+async def test_an_image_already_gone_releases_at_once(s: Stand) -> None:
+    image = await ready_image(s)
+    await s.delete_image(image["id"])
+    assert (await s.finalize()).result is Result.DELETED
 
 
-async def test_delete_outage_is_retried_not_released() -> None:
-    cloud, body = MemoryCloud(), manifest()
-    await reconcile(body, cloud)
-    cloud.errors["delete"] = [CloudError(Code.UNAVAILABLE, "down")]
-    outcome, _ = await finalize(body, cloud)
+async def test_deletion_waits_out_a_running_copy_then_deletes(s: Stand) -> None:
+    await s.reconcile()
+    outcome = await s.finalize()
+    assert outcome.result is Result.PROGRESSING
+    assert (await s.calls())["DesktopImageService.Delete"] == 0
+    assert await finalize_until_released(s) is Result.DELETED
+    assert await s.images() == []
+
+
+async def test_deletion_finds_an_unrecorded_copy_by_its_label(s: Stand) -> None:
+    s.recorder.crash_on_write = True
+    with pytest.raises(Crash):
+        await s.reconcile()
+    s.change_spec(name="renamed-before-the-record")
+    assert await finalize_until_released(s) is Result.DELETED
+    assert await s.images() == []
+
+
+async def test_deletion_never_touches_a_stranger_s_image(s: Stand) -> None:
+    await ready_image(s)
+    s.use(manifest())
+    s.body["metadata"]["uid"] = "11111111-2222-3333-4444-555555555555"
+    assert (await s.finalize()).result is Result.DELETED
+    assert len(await s.images()) == 1
+
+
+async def test_a_failed_delete_is_retried_with_a_new_key_until_the_image_is_gone(s: Stand) -> None:
+    await ready_image(s)
+    await s.fault(method="DesktopImageService.Delete", failOperation=True, code="INTERNAL", count=1)
+    await s.finalize()
+    s.clock.advance(OPERATION_SECONDS)
+    failed = await s.finalize()
+    assert failed.result is Result.TRANSIENT_ERROR
+    assert ready(s.body) == ("False", r.DELETE_FAILED)
+    assert await finalize_until_released(s) is Result.DELETED
+    deletes = await s.requests("Delete")
+    assert len({entry["idempotencyKey"] for entry in deletes}) == 2
+    assert await s.images() == []
+
+
+async def test_a_deletion_outage_is_retried_not_released(s: Stand) -> None:
+    await ready_image(s)
+    await s.fault(method="DesktopImageService.Delete", code="UNAVAILABLE")
+    outcome = await s.finalize()
     assert outcome.result is Result.TRANSIENT_ERROR
-    outcome, _ = await finalize(body, cloud)
-    assert outcome.result is Result.DELETED
-
-
-async def test_adopted_image_still_creating_is_awaited() -> None:
-    cloud = MemoryCloud()
-    image = cloud.add_image("analysts-base", naming.ownership_labels(UID), status=ImageStatus.CREATING)
-    polls = 0
-
-    async def no_sleep(_: float) -> None:
-        nonlocal polls
-        polls += 1
-        if polls == 2:
-            cloud.images[image.id] = cloud.images[image.id].__class__(
-                **{**cloud.images[image.id].__dict__, "status": ImageStatus.ACTIVE}
-            )
-
-    body = manifest()
-    recorder = Recorder(body)
-    outcome = await Reconciler(sleep=no_sleep).reconcile(Resource.from_body(body), cloud, recorder, recorder)
-    assert outcome.result is Result.READY
-    assert polls == 2
+    assert condition(s.body, "Synced")["reason"] == r.CLOUD_UNAVAILABLE
+    assert len(await s.images()) == 1

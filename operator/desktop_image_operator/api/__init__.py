@@ -25,6 +25,8 @@ from desktop_image_operator.api.status import (
     ConditionStatus,
     DesktopImageStatus,
     ImageStatus,
+    OperationKind,
+    OperationRecord,
 )
 
 __all__ = [
@@ -48,4 +50,6 @@ __all__ = [
     "DesktopImageStatus",
     "ImageSource",
     "ImageStatus",
+    "OperationKind",
+    "OperationRecord",
 ]

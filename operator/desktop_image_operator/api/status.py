@@ -82,6 +82,29 @@ Conditions = Annotated[
 ]
 
 
+OperationKind = Literal["Copy", "Update", "Delete"]
+OperationPhase = Literal["Running", "Failed"]
+
+
+class OperationRecord(ApiModel):
+    """The operator's latest cloud operation on the image while it runs, or after it failed.
+
+    It is removed once the operation succeeds. A restarted operator follows a Running one instead of
+    starting another; a Failed one says what failed and when, so a retry waits its turn.
+    """
+
+    kind: OperationKind = Field(description="What the operation does: Copy, Update or Delete.")
+    id: ObservedId = Field(description="ID of the cloud operation.")
+    phase: OperationPhase = Field(
+        description="Running while the cloud works on it; Failed when it ended in error."
+    )
+    started_at: Timestamp = Field(description="When the operator started the operation.")
+    finished_at: Timestamp | None = Field(None, description="When the operator saw it fail.")
+    attempts: Int64 = Field(
+        1, description="Operations of this kind started in a row for the same change, this one included."
+    )
+
+
 class DesktopImageStatus(ApiModel):
     """The state of the cloud image as the operator last observed it."""
 
@@ -97,6 +120,13 @@ class DesktopImageStatus(ApiModel):
     )
     operation_id: ObservedId | None = Field(
         None, description="ID of the latest cloud operation on the image (copy, update or delete)."
+    )
+    operation: OperationRecord | None = Field(
+        None,
+        description=(
+            "The operator's cloud operation in progress (phase Running) or the last one that failed (phase "
+            "Failed); absent when the last one succeeded."
+        ),
     )
     image_id: ObservedId | None = Field(None, description="ID of the cloud image.")
     image_status: ImageStatus | None = Field(

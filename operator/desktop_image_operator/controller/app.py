@@ -14,9 +14,11 @@ from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.handlers import build_registry
 from desktop_image_operator.controller.kube import KubeApi, load_client_configuration
+from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.observability.logs import configure_logging
 from desktop_image_operator.reconciler.reconciler import Reconciler
+from desktop_image_operator.reconciler.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,10 @@ async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event |
         async with open_cloud(settings.cloud) as session:
             controller = Controller(
                 settings=settings,
-                reconciler=Reconciler(),
+                reconciler=Reconciler(timing=timing_of(settings)),
                 credentials=Credentials(session, kube, settings),
                 kube=kube,
+                guard=SecretGuard(kube),
                 rng=random.Random(),
             )
             if settings.metrics_port:
@@ -56,3 +59,15 @@ async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event |
             )
     finally:
         kube.close()
+
+
+def timing_of(settings: OperatorSettings) -> Timing:
+    """The reconciler's delays, from the operator's settings."""
+    return Timing(
+        poll_base_seconds=settings.cloud.operation_poll_initial_seconds,
+        poll_cap_seconds=settings.cloud.operation_poll_cap_seconds,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_cap_seconds=settings.retry_cap_seconds,
+        terminal_retry_base_seconds=settings.terminal_retry_base_seconds,
+        resync_seconds=settings.resync_seconds,
+    )

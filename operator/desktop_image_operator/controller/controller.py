@@ -1,7 +1,9 @@
-"""Glue between kopf and the reconciler: one reconcile at a time per object, scheduling, metrics.
+"""Glue between kopf and the reconciler: one reconcile at a time per object, the freshest object, scheduling,
+metrics and the credentials Secrets' finalizer.
 
 kopf tells us *that* something happened; the reconciler works out *what* to do from the object and the
-cloud. Handlers and the per-object resync loop both come through here, serialised by a per-object lock.
+cloud. Handlers and the per-object resync loop both come through here, serialised by a per-object lock
+that is never held across a sleep: a reconcile takes one step and says when to look again.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 import kopf
 
+from desktop_image_operator.api import CONDITION_READY
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.schedule import next_delay
+from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.reconciler import conditions as c
@@ -30,6 +34,7 @@ from desktop_image_operator.reconciler.resource import InvalidObject, Resource
 log = logging.getLogger(__name__)
 
 _EVENT_MESSAGE_LIMIT = 1024
+_RELEASED = (Result.DELETED, Result.RETAINED)
 
 
 @dataclass
@@ -40,6 +45,23 @@ class ObjectState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float | None = None  # seconds until the next reconcile, set by the last one
     failures: int = 0
+    # The newest version of the object we know: from a handler, the resync loop or our own status patch.
+    # A reconcile always starts from it, never from a body that predates a status we wrote.
+    latest: Mapping[str, Any] | None = None
+
+    def freshest(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        if self.latest is None or _version(body) >= _version(self.latest):
+            self.latest = body
+        return self.latest
+
+
+def _version(body: Mapping[str, Any]) -> int:
+    # resourceVersion is opaque by contract; the API server's is etcd's revision, an integer that only grows.
+    # Comparing is only a tie-breaker between two bodies of the same object, and anything odd counts as old.
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
 
 
 class KopfEvents:
@@ -63,12 +85,14 @@ class Controller:
         reconciler: Reconciler,
         credentials: Credentials,
         kube: KubeApi,
+        guard: SecretGuard,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self._reconciler = reconciler
         self._credentials = credentials
         self._kube = kube
+        self._guard = guard
         self._rng = rng or random.Random()
 
     @staticmethod
@@ -80,24 +104,32 @@ class Controller:
         assert isinstance(existing, ObjectState)
         return existing
 
+    # -- the live object ------------------------------------------------------------------------------
+
     async def reconcile(self, body: Mapping[str, Any], memo: Any, *, trigger: str) -> Outcome:
         state = self.state(memo)
         async with state.lock:
             started = time.monotonic()
-            outcome = await self._reconcile(body)
+            current = state.freshest(body)
+            outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
-            metrics.OBJECTS.set_state(body["metadata"]["uid"], outcome.reason)
-            if outcome.became_ready:
-                created = _created_at(body)
-                if created is not None:
-                    metrics.TIME_TO_READY.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
-            state.failures = 0 if outcome.result in (Result.READY, Result.PAUSED) else state.failures + 1
-            state.delay = next_delay(outcome.result, state.failures, self.settings, self._rng)
+            self._count(state, outcome)
             state.wake.set()  # the resync loop picks up the new delay
             return outcome
 
-    async def _reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        write, events = self._writer(body), KopfEvents(body)
+    def _count(self, state: ObjectState, outcome: Outcome) -> None:
+        body = state.latest or {}
+        metrics.OBJECTS.set_state(body["metadata"]["uid"], _ready_reason(body))
+        if outcome.first_ready and (created := _created_at(body)) is not None:
+            metrics.TIME_TO_READY.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
+        healthy = outcome.result in (Result.READY, Result.PAUSED, Result.PROGRESSING)
+        state.failures = 0 if healthy else state.failures + 1
+        state.delay = next_delay(
+            outcome.result, state.failures, self.settings, self._rng, outcome.requeue_after
+        )
+
+    async def _reconcile(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
+        write, events = self._writer(body, state), KopfEvents(body)
         try:
             resource = Resource.from_body(body)
         except InvalidObject as error:
@@ -108,58 +140,130 @@ class Controller:
             cloud = await self._credentials.client_for(resource)
         except Failure as failure:
             return await self._reconciler.report(resource, failure, write, events)
+        await self._hold_credentials(resource)
         return await self._reconciler.reconcile(resource, cloud, write, events)
+
+    async def _hold_credentials(self, resource: Resource) -> None:
+        """Keep the object's credentials Secret until the object is gone: its deletion still needs it."""
+        if resource.spec.credentials_ref is None:
+            return
+        try:
+            await self._guard.hold(resource.namespace, resource.spec.credentials_ref.name)
+        except Exception as error:  # the reconcile itself can go on; only a later deletion may suffer
+            log.warning("%s: cannot protect its credentials Secret: %s", resource.ref, error)
+
+    # -- deletion -------------------------------------------------------------------------------------
 
     async def finalize(self, body: Mapping[str, Any], memo: Any) -> Outcome:
         state = self.state(memo)
         async with state.lock:
             started = time.monotonic()
-            write, events = self._writer(body), KopfEvents(body)
-            resource = Resource.from_body(body)
-            if resource.spec.deletion_policy == "Retain":
-                outcome = await self._reconciler.finalize(resource, None, write, events)
-            else:
-                try:
-                    cloud = await self._credentials.client_for(resource)
-                except Failure as failure:
-                    outcome = await self._reconciler.report(resource, failure, write, events)
-                else:
-                    outcome = await self._reconciler.finalize(resource, cloud, write, events)
+            current = state.freshest(body)
+            outcome = await self._finalize(current, state)
             metrics.observe_reconcile(outcome.result.value, "delete", time.monotonic() - started)
-            if outcome.result in (Result.DELETED, Result.RETAINED):
-                metrics.OBJECTS.forget(body["metadata"]["uid"])
+            if outcome.result in _RELEASED:
+                metrics.OBJECTS.forget(current["metadata"]["uid"])
+                state.failures = 0
             else:
-                state.failures += 1
+                metrics.OBJECTS.set_state(current["metadata"]["uid"], _ready_reason(state.latest or current))
+                state.failures += 0 if outcome.result is Result.PROGRESSING else 1
             return outcome
 
+    async def _finalize(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
+        write, events = self._writer(body, state), KopfEvents(body)
+        try:
+            resource = Resource.from_body(body)
+        except InvalidObject as error:
+            return self._release_invalid(body, events, error)
+        outcome = await self._finalize_resource(resource, write, events)
+        if outcome.result in _RELEASED and resource.spec.credentials_ref is not None:
+            await self._guard.release_if_unused(
+                resource.namespace, resource.spec.credentials_ref.name, leaving_uid=resource.uid
+            )
+        return outcome
+
+    async def _finalize_resource(
+        self, resource: Resource, write: StatusWriter, events: KopfEvents
+    ) -> Outcome:
+        if resource.spec.deletion_policy == "Retain":
+            return await self._reconciler.finalize(resource, None, write, events)
+        try:
+            cloud = await self._credentials.client_for(resource)
+        except Failure as failure:
+            return await self._reconciler.report(
+                resource, _blocked_deletion(resource, failure), write, events
+            )
+        return await self._reconciler.finalize(resource, cloud, write, events)
+
+    def _release_invalid(self, body: Mapping[str, Any], events: KopfEvents, error: InvalidObject) -> Outcome:
+        """An object no schema of ours accepts cannot be acted on; holding it would block its namespace."""
+        image = (body.get("status") or {}).get("imageId")
+        left = f"cloud image {image} is left in the cloud" if image else "no cloud image is known"
+        events.warning(c.INVALID_SPEC, f"Released without cloud calls ({left}): {error}")
+        return Outcome(Result.RETAINED, c.INVALID_SPEC)
+
+    @staticmethod
+    def forget(body: Mapping[str, Any]) -> None:
+        metrics.OBJECTS.forget(body["metadata"]["uid"])
+
     def deletion_retry_delay(self, memo: Any, outcome: Outcome) -> float:
-        return next_delay(outcome.result, self.state(memo).failures, self.settings, self._rng)
+        state = self.state(memo)
+        return next_delay(
+            outcome.result, max(1, state.failures), self.settings, self._rng, outcome.requeue_after
+        )
+
+    # -- the per-object loop --------------------------------------------------------------------------
 
     async def resync_loop(self, body: Mapping[str, Any], memo: Any, stopped: Any) -> None:
         """Per-object loop: sleep until the delay the last reconcile chose, then reconcile again."""
         state = self.state(memo)
-        while not stopped:
+        while not stopped:  # until kopf stops the daemon: the object is deleted, or the operator stops
             delay = state.delay if state.delay is not None else self._initial_delay()
             state.wake.clear()
             woken = await _wait_any(state.wake, stopped, timeout=delay)
             if stopped:
                 return
-            if woken:
-                continue  # a handler reconciled meanwhile and set a new delay
+            if not woken:
+                await self._reconcile_in_loop(body, memo)
+
+    async def _reconcile_in_loop(self, body: Mapping[str, Any], memo: Any) -> None:
+        try:
             await self.reconcile(body, memo, trigger="resync")
+        except Exception:  # the loop must outlive a failed status write or a slow API server
+            state = self.state(memo)
+            state.failures += 1
+            state.delay = next_delay(Result.TRANSIENT_ERROR, state.failures, self.settings, self._rng)
+            log.exception("reconcile failed; retrying in %.1fs", state.delay)
 
     def _initial_delay(self) -> float:
         jitter = self.settings.resync_jitter
         return self.settings.resync_seconds * (1 + self._rng.uniform(-jitter, jitter))
 
-    def _writer(self, body: Mapping[str, Any]) -> StatusWriter:
+    def _writer(self, body: Mapping[str, Any], state: ObjectState) -> StatusWriter:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
         async def write(patch: dict[str, Any]) -> None:
-            await self._kube.patch_status(namespace, name, patch)
+            written = await self._kube.patch_status(namespace, name, patch)
             metrics.STATUS_WRITES.inc()
+            state.freshest(written)
 
         return write
+
+
+def _blocked_deletion(resource: Resource, failure: Failure) -> Failure:
+    """Say what blocks the deletion and what the user can do about it."""
+    image = resource.status.image_id or "(none recorded)"
+    advice = (
+        f" The cloud image {image} cannot be deleted without credentials: restore them, or remove the "
+        "finalizer to leave the image in the cloud."
+    )
+    return Failure(failure.reason, failure.message + advice, cloud_error=failure.cloud_error)
+
+
+def _ready_reason(body: Mapping[str, Any]) -> str:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    ready = next((x for x in conditions if x.get("type") == CONDITION_READY), None)
+    return str(ready.get("reason", "Unknown")) if ready else "Unknown"
 
 
 async def _wait_any(event: asyncio.Event, stopped: Any, *, timeout: float) -> bool:  # noqa: ASYNC109

@@ -49,6 +49,12 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             delay = controller.deletion_retry_delay(memo, outcome)
             raise kopf.TemporaryError(f"deletion not finished: {outcome.reason}", delay=delay)
 
+    @kopf.on.event(*RESOURCE, id="gone", registry=registry)
+    def gone(type: str, body: kopf.Body, **_: Any) -> None:
+        # Also when a finalizer was removed by hand: the objects gauge must not keep a ghost.
+        if type == "DELETED":
+            controller.forget(body)
+
     @kopf.daemon(*RESOURCE, id="resync", registry=registry, cancellation_timeout=5.0)
     async def resync(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
         await controller.resync_loop(body, memo, stopped)

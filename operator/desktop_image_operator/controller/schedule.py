@@ -9,8 +9,20 @@ from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.reconciler.reconciler import Result
 
 
-def next_delay(result: Result, failures: int, settings: OperatorSettings, rng: random.Random) -> float:
-    """Seconds until the next reconcile; `failures` counts consecutive failed runs including this one."""
+def next_delay(
+    result: Result,
+    failures: int,
+    settings: OperatorSettings,
+    rng: random.Random,
+    requeue_after: float | None = None,
+) -> float:
+    """Seconds until the next reconcile; `failures` counts consecutive failed runs including this one.
+
+    `requeue_after` is the reconciler's own choice (a poll of a running operation, a retry that falls due);
+    it gets a little jitter so that objects started together do not poll together.
+    """
+    if requeue_after is not None:
+        return max(0.05, requeue_after) * (1 + rng.uniform(0, settings.resync_jitter))
     jitter = settings.resync_jitter
     resync = settings.resync_seconds * (1 + rng.uniform(-jitter, jitter))
     if result is Result.TRANSIENT_ERROR:

@@ -7,27 +7,59 @@ from datetime import UTC, datetime
 
 from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED, Condition, ConditionStatus
 
-# Reasons, CamelCase as Kubernetes conventions ask. Ready=True has one reason; the rest say what is wrong.
-AVAILABLE = "Available"
-COPYING = "Copying"
-UPDATING = "Updating"
-DELETING = "Deleting"
-COPY_FAILED = "CopyFailed"
-UPDATE_FAILED = "UpdateFailed"
-NAME_CONFLICT = "NameConflict"
-IMAGE_NOT_FOUND = "ImageNotFound"
-SOURCE_NOT_FOUND = "SourceNotFound"
-SOURCE_NOT_READY = "SourceNotReady"
-INVALID_REQUEST = "InvalidRequest"
-QUOTA_EXCEEDED = "QuotaExceeded"
-CREDENTIALS_INVALID = "CredentialsInvalid"
-PERMISSION_DENIED = "PermissionDenied"
-THROTTLED = "Throttled"
-CLOUD_UNAVAILABLE = "CloudUnavailable"
-RECONCILE_PAUSED = "ReconcilePaused"
-RECONCILE_SUCCESS = "ReconcileSuccess"
-RECONCILE_ERROR = "ReconcileError"
-INVALID_SPEC = "InvalidSpec"
+# Reasons, CamelCase as Kubernetes conventions ask, with their kinds in one table (reasons.py).
+from desktop_image_operator.reconciler.reasons import (
+    AVAILABLE,
+    CLOUD_UNAVAILABLE,
+    COPY_FAILED,
+    COPYING,
+    CREDENTIALS_INVALID,
+    DELETE_FAILED,
+    DELETING,
+    IMAGE_NOT_FOUND,
+    INVALID_REQUEST,
+    INVALID_SPEC,
+    NAME_CONFLICT,
+    PERMISSION_DENIED,
+    QUOTA_EXCEEDED,
+    RECONCILE_ERROR,
+    RECONCILE_PAUSED,
+    RECONCILE_SUCCESS,
+    SOURCE_NOT_FOUND,
+    SOURCE_NOT_READY,
+    THROTTLED,
+    UPDATE_FAILED,
+    UPDATING,
+)
+
+__all__ = [
+    "AVAILABLE",
+    "CLOUD_UNAVAILABLE",
+    "COPYING",
+    "COPY_FAILED",
+    "CREDENTIALS_INVALID",
+    "DELETE_FAILED",
+    "DELETING",
+    "IMAGE_NOT_FOUND",
+    "INVALID_REQUEST",
+    "INVALID_SPEC",
+    "NAME_CONFLICT",
+    "PERMISSION_DENIED",
+    "QUOTA_EXCEEDED",
+    "RECONCILE_ERROR",
+    "RECONCILE_PAUSED",
+    "RECONCILE_SUCCESS",
+    "SOURCE_NOT_FOUND",
+    "SOURCE_NOT_READY",
+    "THROTTLED",
+    "UPDATE_FAILED",
+    "UPDATING",
+    "Verdict",
+    "apply",
+    "find",
+    "not_ready",
+    "ready",
+]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,18 @@
-"""How a failure shows on the object: its condition reason, whether it is terminal, and its message.
+"""How a failure shows on the object: its condition reason (whose kind says when to retry) and message.
 
-Transient failures (the cloud busy, throttling, outages) are retried soon with backoff; terminal ones
-(bad credentials, refused requests, a failed copy) wait for a spec change or the slow schedule.
+Errors are told apart by the cloud's codes and details, never by the wording of a message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+from desktop_image_operator.reconciler import reasons as r
+
+# What the reconciler was doing when the cloud answered: the same code means different things.
+Stage = Literal["observe", "copy", "update", "delete"]
 
 
 @dataclass(frozen=True)
@@ -18,9 +21,16 @@ class Failure(Exception):
 
     reason: str
     message: str
-    terminal: bool
     # A failure the cloud reported is a failed sync; one we decided on (a name conflict) is not.
     cloud_error: bool = True
+
+    @property
+    def kind(self) -> r.Kind:
+        return r.kind_of(self.reason)
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind is r.Kind.TERMINAL
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -34,37 +44,43 @@ def describe(error: CloudError) -> str:
     return text
 
 
-_TRANSIENT_REASONS = {
-    Code.UNAVAILABLE: c.CLOUD_UNAVAILABLE,
-    Code.INTERNAL: c.CLOUD_UNAVAILABLE,
-    Code.DEADLINE_EXCEEDED: c.CLOUD_UNAVAILABLE,
-    Code.UNKNOWN: c.CLOUD_UNAVAILABLE,
-    Code.ABORTED: c.CLOUD_UNAVAILABLE,
-    Code.CANCELLED: c.CLOUD_UNAVAILABLE,
+_BY_CODE: dict[Code, str] = {
+    Code.UNAVAILABLE: r.CLOUD_UNAVAILABLE,
+    Code.INTERNAL: r.CLOUD_UNAVAILABLE,
+    Code.DEADLINE_EXCEEDED: r.CLOUD_UNAVAILABLE,
+    Code.UNKNOWN: r.CLOUD_UNAVAILABLE,
+    Code.ABORTED: r.CLOUD_UNAVAILABLE,
+    Code.CANCELLED: r.CLOUD_UNAVAILABLE,
+    Code.UNAUTHENTICATED: r.CREDENTIALS_INVALID,
+    Code.PERMISSION_DENIED: r.PERMISSION_DENIED,
+    Code.ALREADY_EXISTS: r.NAME_CONFLICT,
+    Code.INVALID_ARGUMENT: r.INVALID_REQUEST,
+}
+
+# Codes whose meaning depends on the call: a missing or busy source only matters when copying it.
+_DURING_COPY: dict[Code, str] = {
+    Code.NOT_FOUND: r.SOURCE_NOT_FOUND,
+    Code.FAILED_PRECONDITION: r.SOURCE_NOT_READY,
 }
 
 
-def classify(error: CloudError, *, during: str) -> Failure:
-    """Map a cloud error during `during` ("copy", "update", "delete" or "observe") to a Failure."""
-    message = describe(error)
-    code = error.code
-    if code in _TRANSIENT_REASONS:
-        return Failure(_TRANSIENT_REASONS[code], message, terminal=False)
-    if code is Code.RESOURCE_EXHAUSTED:
-        # The same code means "slow down" and "quota full"; the client tells them apart.
-        if error.quota_exceeded:
-            return Failure(c.QUOTA_EXCEEDED, message, terminal=True)
-        return Failure(c.THROTTLED, message, terminal=False)
-    if code is Code.UNAUTHENTICATED:
-        return Failure(c.CREDENTIALS_INVALID, message, terminal=True)
-    if code is Code.PERMISSION_DENIED:
-        return Failure(c.PERMISSION_DENIED, message, terminal=True)
-    if code is Code.FAILED_PRECONDITION:
-        return Failure(c.SOURCE_NOT_READY if during == "copy" else c.RECONCILE_ERROR, message, terminal=True)
-    if code is Code.NOT_FOUND and during == "copy":
-        return Failure(c.SOURCE_NOT_FOUND, message, terminal=True)
-    if code is Code.ALREADY_EXISTS:
-        return Failure(c.NAME_CONFLICT, message, terminal=True)
-    if code is Code.INVALID_ARGUMENT:
-        return Failure(c.INVALID_REQUEST, message, terminal=True)
-    return Failure(c.RECONCILE_ERROR, message, terminal=True)
+def classify(error: CloudError, *, during: Stage) -> Failure:
+    """The Failure a cloud error means while the reconciler was at `during`."""
+    return Failure(_reason(error, during), describe(error))
+
+
+def _reason(error: CloudError, during: Stage) -> str:
+    if isinstance(error, CredentialsError):
+        return r.CREDENTIALS_INVALID  # IAM refused the key, whatever code it answered with
+    if error.code is Code.RESOURCE_EXHAUSTED:
+        # The same code means "slow down" and "quota used up"; only the QuotaFailure detail tells them apart.
+        return r.QUOTA_EXCEEDED if error.quota_exceeded else r.THROTTLED
+    if during == "copy" and error.code in _DURING_COPY:
+        return _DURING_COPY[error.code]
+    return _BY_CODE.get(error.code, r.RECONCILE_ERROR)
+
+
+def operation_failed(kind: str, error: CloudError) -> Failure:
+    """A cloud operation of ours that ended in error."""
+    reason = {"Copy": r.COPY_FAILED, "Update": r.UPDATE_FAILED, "Delete": r.DELETE_FAILED}[kind]
+    return Failure(reason, f"The {kind.lower()} operation failed: {describe(error)}")

@@ -28,21 +28,21 @@ def _key(*parts: str) -> str:
     return str(uuid.uuid5(_KEY_NAMESPACE, "/".join(parts)))
 
 
-def copy_key(uid: str, failed_operation_id: str | None = None) -> str:
-    """The copy's idempotency key: fixed per object, so a copy repeated after a crash is the same copy.
-
-    A new attempt after a copy that failed needs a new key (the old one would return the failed operation);
-    deriving it from the failed operation's ID keeps it deterministic too.
-    """
-    if failed_operation_id:
-        return _key(uid, "copy-after", failed_operation_id)
-    return _key(uid, "copy")
+# Keys per attempt. Each key includes the latest operation recorded in status (`after`): a call re-sent
+# because its answer never arrived finds status unchanged and sends the same key (the cloud returns the
+# operation it already started); once an operation is recorded, whatever comes next (a retry after it
+# failed, or a change back to an earlier state) gets a new key. No extra status write is needed for it.
 
 
-def update_key(uid: str, image_id: str, change: str) -> str:
-    """One key per intended change of one image: repeating the same change is the same call."""
-    return _key(uid, "update", image_id, change)
+def copy_key(uid: str, after: str | None = None) -> str:
+    """The copy's key: the first depends on the UID alone, so a copy repeated after a crash is the same."""
+    return _key(uid, "copy-after", after) if after else _key(uid, "copy")
 
 
-def delete_key(uid: str, image_id: str) -> str:
-    return _key(uid, "delete", image_id)
+def update_key(uid: str, image_id: str, change: str, after: str | None) -> str:
+    """One key per attempt at one change of one image."""
+    return _key(uid, "update", image_id, change, after or "")
+
+
+def delete_key(uid: str, image_id: str, after: str | None) -> str:
+    return _key(uid, "delete", image_id, after or "")

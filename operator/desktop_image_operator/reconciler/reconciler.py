@@ -1,30 +1,37 @@
-"""The reconciler: decides what a DesktopImage needs and has the cloud client do it.
+"""The reconciler: observe the cloud, decide, take at most one action, say when to look again.
 
-It is level-triggered: every run starts from the object's status and the cloud's answers, never from
-which event woke it, so a restart, a replayed event or `kubectl replace` changes nothing. The order of
-questions is what makes it crash-safe:
+It is level-triggered: every run starts from the object as it is now and the cloud's answers, never from
+which event woke it, so a restart, a replayed event or `kubectl replace` changes nothing. No run waits for
+a cloud operation: a running one is recorded in `status.operation` and polled by later runs, so a spec
+change, the pause annotation or a deletion takes effect while a long copy runs.
 
-1. Is an operation of ours still running (status says Copying/Updating)? Follow it to its end.
-2. Do we know our image (status.imageId)? Read it. Gone: ImageNotFound, never a silent re-copy.
-3. Else, is there an image carrying our UID label under our name in the folder (a copy accepted just
-   before a crash)? Adopt it. One with our name that is not ours is a NameConflict.
-4. Else copy, with an idempotency key derived from the UID, and record the operation at once.
-5. Then converge name, description and labels with one Update and a field mask.
+The decisions, in order (reconcile):
+1. Our operation still runs: report it, poll again soon. It failed: record the failure, retry on its
+   schedule (a new idempotency key). It succeeded: forget the record and look at the image.
+2. Status names an image the cloud no longer has: ImageNotFound, never a silent re-copy.
+3. No image of ours (looked up by the ownership label, whatever its name): copy, unless an image with our
+   name belongs to someone else (NameConflict) or a failed copy's retry is not due yet.
+4. Our image is still being created: wait. Being deleted by someone else: ImageNotFound.
+5. Name, description or labels differ: one Update with a field mask.
+6. Otherwise Ready, from this fresh read of the image (an operation's answer is never the last word).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED, DesktopImageStatus
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.api import (
+    CONDITION_READY,
+    CONDITION_SYNCED,
+    DesktopImageStatus,
+    OperationKind,
+    OperationRecord,
+)
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.types import (
     CloudImage,
@@ -35,14 +42,17 @@ from desktop_image_operator.cloud.types import (
 )
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler import naming
+from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.desired import DesiredImage
-from desktop_image_operator.reconciler.failures import Failure, classify, describe
+from desktop_image_operator.reconciler.failures import Failure, Stage, classify, operation_failed
+from desktop_image_operator.reconciler.observation import Observation, OperationView, observe
 from desktop_image_operator.reconciler.resource import Resource
+from desktop_image_operator.reconciler.timing import Timing
 
 log = logging.getLogger(__name__)
 
-# Ready reasons meaning "an operation of ours may still be running".
-_IN_FLIGHT = frozenset({c.COPYING, c.UPDATING, c.DELETING})
+_REASON_OF_RUNNING: dict[OperationKind, str] = {"Copy": r.COPYING, "Update": r.UPDATING, "Delete": r.DELETING}
+_SYNC_OK = "The last reconcile reached the cloud without error."
 
 
 class StatusWriter(Protocol):
@@ -58,6 +68,7 @@ class Events(Protocol):
 
 class Result(StrEnum):
     READY = "ready"
+    PROGRESSING = "progressing"
     PAUSED = "paused"
     TRANSIENT_ERROR = "transient_error"
     TERMINAL_ERROR = "terminal_error"
@@ -69,240 +80,44 @@ class Result(StrEnum):
 class Outcome:
     result: Result
     reason: str
-    # True when the status went from not Ready to Ready in this run (for the time-to-ready metric).
-    became_ready: bool = False
-
-
-@dataclass
-class ImageWait:
-    """How long to wait for an image that is CREATING without an operation we know of (an adopted one)."""
-
-    backoff: Backoff
-    timeout: float = 3600.0
+    # Seconds until the next look when the reconciler knows (a poll, a retry that is due); None lets the
+    # controller choose (resync, or backoff by its count of consecutive failures).
+    requeue_after: float | None = None
+    # True the first time this object's image is seen Ready (for the time-to-ready metric).
+    first_ready: bool = False
 
 
 class Reconciler:
     def __init__(
-        self,
-        *,
-        image_wait: ImageWait | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None,
+        self, *, timing: Timing | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self._image_wait = image_wait or ImageWait(Backoff(base=2.0, cap=30.0))
+        self.timing = timing or Timing()
         self._now = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
 
-    # -- the live object ------------------------------------------------------------------------------
+    def _run(self, resource: Resource, write: StatusWriter, events: Events) -> _Run:
+        return _Run(resource, write, events, self._now(), self.timing)
 
     async def report(
         self, resource: Resource, failure: Failure, write: StatusWriter, events: Events
     ) -> Outcome:
         """Record a failure found before any cloud call (no usable credentials, say)."""
-        return await _Run(resource, write, events, self._now).fail(failure)
+        return await self._run(resource, write, events).fail(failure)
+
+    # -- the live object ------------------------------------------------------------------------------
 
     async def reconcile(
         self, resource: Resource, cloud: DesktopImageClient, write: StatusWriter, events: Events
     ) -> Outcome:
-        run = _Run(resource, write, events, self._now)
+        run = self._run(resource, write, events)
         if resource.paused:
-            run.synced(c.not_ready(c.RECONCILE_PAUSED, "Paused by the clouddesktop.yc.io/paused annotation."))
-            await run.flush()
-            return Outcome(Result.PAUSED, c.RECONCILE_PAUSED)
+            return await run.paused("Paused by the clouddesktop.yc.io/paused annotation.")
         try:
-            image = await self._obtain(run, cloud)
-            image = await self._converge(run, cloud, image)
+            seen = await observe(resource, cloud, self.timing, run.now)
+            return await _Decide(run, cloud, seen).reconcile()
         except CloudError as error:
             return await run.fail(classify(error, during=run.stage))
         except Failure as failure:
             return await run.fail(failure)
-        run.mirror(image)
-        run.status.observed_generation = resource.generation
-        was_ready = run.ready_reason == c.AVAILABLE and run.ready_status == "True"
-        run.ready(c.ready())
-        run.synced(c.ready(c.RECONCILE_SUCCESS, "The last reconcile reached the cloud without error."))
-        if not was_ready:
-            run.events.normal("ImageReady", f"Cloud image {image.id} is ACTIVE.")
-        await run.flush()
-        return Outcome(Result.READY, c.AVAILABLE, became_ready=not was_ready)
-
-    async def _obtain(self, run: _Run, cloud: DesktopImageClient) -> CloudImage:
-        """The cloud image this object owns, copying it if there is none yet."""
-        status = run.status
-        reason = run.ready_reason
-        retry_after: str | None = None  # a failed copy's operation: the next copy needs a new key
-
-        if status.operation_id and reason in (c.COPYING, c.UPDATING):
-            operation = await cloud.follow_operation(status.operation_id)
-            if operation.error is not None:
-                failed = c.COPY_FAILED if reason == c.COPYING else c.UPDATE_FAILED
-                raise Failure(failed, describe(operation.error), terminal=True)
-            if operation.image_id and not status.image_id:
-                status.image_id = operation.image_id
-            if operation.image is not None and reason == c.COPYING:
-                return operation.image
-
-        if reason == c.COPY_FAILED and status.operation_id:
-            retry_after = status.operation_id
-            status.image_id = None  # the cloud removed the image of the failed copy
-
-        if status.image_id:
-            try:
-                image = await cloud.get_image(status.image_id)
-            except CloudError as error:
-                if error.code is Code.NOT_FOUND:
-                    message = f"Cloud image {status.image_id} no longer exists; it is not recreated."
-                    raise Failure(c.IMAGE_NOT_FOUND, message, terminal=True, cloud_error=False) from error
-                raise
-            if image.status is ImageStatus.DELETING:
-                message = f"Cloud image {image.id} is being deleted outside the operator."
-                raise Failure(c.IMAGE_NOT_FOUND, message, terminal=True, cloud_error=False)
-            return await self._wait_active(cloud, image)
-
-        run.stage = "copy"  # from here a NOT_FOUND means the source is missing
-        folder_id = await self._folder(run, cloud)
-        run.stage = "observe"
-        adopted = await self._adopt(run, cloud, folder_id)
-        return adopted or await self._copy(run, cloud, folder_id, retry_after)
-
-    async def _adopt(
-        self, run: _Run, cloud: DesktopImageClient, folder_id: str, conflict: CloudError | None = None
-    ) -> CloudImage | None:
-        """Our image under our name in the folder (a copy whose answer we never saw), if there is one.
-
-        An image of that name that is not ours is a NameConflict: never adopted, never touched.
-        """
-        name = run.resource.image_name
-        found = await cloud.find_images(folder_id, name)
-        ours = [image for image in found if naming.is_owned_by(image.labels, run.resource.uid)]
-        if ours:
-            image = ours[0]
-            run.status.image_id = image.id
-            run.events.normal(
-                "ImageAdopted", f"Found cloud image {image.id} created for this object; adopting it."
-            )
-            return await self._wait_active(cloud, image)
-        if found or conflict:
-            holder = f" ({found[0].id})" if found else ""
-            message = (
-                f"Folder {folder_id} already has an image named {name!r}{holder} that this object did not "
-                "create; it is left alone. Choose another spec.name."
-            )
-            raise Failure(c.NAME_CONFLICT, message, terminal=True, cloud_error=False)
-        return None
-
-    async def _folder(self, run: _Run, cloud: DesktopImageClient) -> str:
-        spec, status = run.resource.spec, run.status
-        if spec.folder_id:
-            return spec.folder_id
-        if not status.folder_id:
-            assert spec.source.desktop_id  # the schema requires a folder for Compute images
-            status.folder_id = await cloud.get_desktop_folder(spec.source.desktop_id)
-        return status.folder_id
-
-    async def _copy(
-        self, run: _Run, cloud: DesktopImageClient, folder_id: str, failed_operation_id: str | None
-    ) -> CloudImage:
-        resource, status = run.resource, run.status
-        desired = DesiredImage.of(resource)
-        request = CopyRequest(
-            name=desired.name,
-            desktop_id=resource.spec.source.desktop_id,
-            compute_image_id=resource.spec.source.compute_image_id,
-            folder_id=folder_id,
-            description=desired.description,
-            labels=desired.labels,
-        )
-        run.stage = "copy"
-        try:
-            operation = await cloud.copy(
-                request, idempotency_key=naming.copy_key(resource.uid, failed_operation_id)
-            )
-        except CloudError as error:
-            if error.code is not Code.ALREADY_EXISTS:
-                raise
-            # Our own earlier attempt may hold the name: its answer lost and its key not honoured.
-            run.stage = "observe"
-            adopted = await self._adopt(run, cloud, folder_id, conflict=error)
-            assert adopted is not None  # _adopt raises NameConflict when the image is not ours
-            return adopted
-        # Record the operation before waiting on it: after a crash, the next run resumes it.
-        status.operation_id = operation.id
-        status.image_id = operation.image_id
-        status.folder_id = folder_id
-        status.image_status = "CREATING"
-        status.observed_generation = resource.generation
-        source = resource.spec.source.desktop_id or resource.spec.source.compute_image_id
-        run.ready(
-            c.not_ready(c.COPYING, f"Copying {source} into image {operation.image_id} ({operation.id}).")
-        )
-        run.synced(c.ready(c.RECONCILE_SUCCESS, "The copy was accepted by the cloud."))
-        run.events.normal(
-            "CopyStarted", f"Copying {source} into cloud image {operation.image_id} ({operation.id})."
-        )
-        await run.flush()
-
-        run.stage = "observe"
-        done = await cloud.follow_operation(operation.id)
-        return await self._image_of(cloud, done, run, failed_reason=c.COPY_FAILED)
-
-    async def _image_of(
-        self, cloud: DesktopImageClient, operation: CloudOperation, run: _Run, *, failed_reason: str
-    ) -> CloudImage:
-        if operation.error is not None:
-            raise Failure(failed_reason, describe(operation.error), terminal=True)
-        if operation.image is not None:
-            return operation.image
-        assert operation.image_id or run.status.image_id
-        return await cloud.get_image(operation.image_id or run.status.image_id or "")
-
-    async def _wait_active(self, cloud: DesktopImageClient, image: CloudImage) -> CloudImage:
-        """An image still CREATING with no operation we know of (an adopted one): wait until it is not."""
-        return await self._wait_while(cloud, image, ImageStatus.CREATING)
-
-    async def _wait_while(
-        self, cloud: DesktopImageClient, image: CloudImage, *busy: ImageStatus
-    ) -> CloudImage:
-        """Poll the image, backing off, while its status is one of `busy`; NOT_FOUND propagates."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._image_wait.timeout
-        attempt = 1
-        while image.status in busy:
-            if loop.time() >= deadline:
-                raise CloudError(Code.DEADLINE_EXCEEDED, f"image {image.id} still {image.status.value}")
-            await self._sleep(self._image_wait.backoff.equal_jitter(attempt, self._rng))
-            attempt += 1
-            image = await cloud.get_image(image.id)
-        return image
-
-    async def _converge(self, run: _Run, cloud: DesktopImageClient, image: CloudImage) -> CloudImage:
-        desired = DesiredImage.of(run.resource)
-        mask = desired.mask(image)
-        if not mask:
-            return image
-        run.stage = "update"
-        key = naming.update_key(run.resource.uid, image.id, desired.change_digest(image, mask))
-        operation = await cloud.update(
-            image.id,
-            mask=mask,
-            name=desired.name,
-            description=desired.description,
-            labels=desired.labels,
-            idempotency_key=key,
-        )
-        # Recorded before waiting, as for a copy: a restart follows this update instead of starting another.
-        message = f"Updating {', '.join(mask)} of cloud image {image.id} ({operation.id})."
-        run.status.operation_id = operation.id
-        run.status.observed_generation = run.resource.generation
-        run.ready(c.not_ready(c.UPDATING, message))
-        run.synced(c.ready(c.RECONCILE_SUCCESS, "The update was accepted by the cloud."))
-        run.events.normal("UpdateStarted", message)
-        await run.flush()
-        run.stage = "observe"
-        done = await cloud.follow_operation(operation.id)
-        return await self._image_of(cloud, done, run, failed_reason=c.UPDATE_FAILED)
 
     # -- deletion -------------------------------------------------------------------------------------
 
@@ -311,126 +126,276 @@ class Reconciler:
     ) -> Outcome:
         """Release the object: delete its cloud image (policy Delete) or leave it (Retain).
 
-        Returns DELETED or RETAINED when the finalizer may go; otherwise an error outcome to retry.
+        Returns DELETED or RETAINED when the finalizer may go; otherwise an outcome to look again after.
         """
-        run = _Run(resource, write, events, self._now)
+        run = self._run(resource, write, events)
         if resource.spec.deletion_policy == "Retain":
             if run.status.image_id:
                 events.normal(
                     "ImageRetained", f"Cloud image {run.status.image_id} is kept (deletionPolicy Retain)."
                 )
-            return Outcome(Result.RETAINED, c.DELETING)
+            return Outcome(Result.RETAINED, r.DELETING)
         if resource.paused:
-            run.synced(c.not_ready(c.RECONCILE_PAUSED, "Deletion waits: paused by the annotation."))
-            await run.flush()
-            return Outcome(Result.PAUSED, c.RECONCILE_PAUSED)
+            return await run.paused("Deletion waits: paused by the clouddesktop.yc.io/paused annotation.")
         assert cloud is not None, "only a Retain policy needs no cloud client"
         run.stage = "delete"
         try:
-            image_id = await self._image_to_delete(run, cloud)
-            if image_id is None:
-                return Outcome(Result.DELETED, c.DELETING)
-            await self._delete(run, cloud, image_id)
+            seen = await observe(resource, cloud, self.timing, run.now)
+            return await _Decide(run, cloud, seen).release()
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
         except Failure as failure:
             return await run.fail(failure)
-        events.normal("ImageDeleted", f"Cloud image {image_id} is deleted.")
-        return Outcome(Result.DELETED, c.DELETING)
 
-    async def _image_to_delete(self, run: _Run, cloud: DesktopImageClient) -> str | None:
-        status, reason = run.status, run.ready_reason
-        if status.operation_id and reason == c.COPYING:
-            # Wait out the copy: the image cannot be deleted while it is being created.
-            operation = await cloud.follow_operation(status.operation_id)
-            if operation.error is not None:
-                return None  # the copy failed and the cloud removed its image
-            status.image_id = status.image_id or operation.image_id
-        if reason == c.COPY_FAILED:
-            return None
-        if status.image_id:
-            return status.image_id
-        # No image recorded: a copy may have been accepted just before a crash. Look for ours.
-        folder_id = run.resource.spec.folder_id or status.folder_id
-        if not folder_id and run.resource.spec.source.desktop_id:
-            try:
-                folder_id = await cloud.get_desktop_folder(run.resource.spec.source.desktop_id)
-            except CloudError as error:
-                if error.code is not Code.NOT_FOUND:
-                    raise
-                return None  # no desktop: nothing can have been copied from it into an unknown folder
-        if not folder_id:
-            return None
-        found = await cloud.find_images(folder_id, run.resource.image_name)
-        ours = [image for image in found if naming.is_owned_by(image.labels, run.resource.uid)]
-        return ours[0].id if ours else None
 
-    async def _delete(self, run: _Run, cloud: DesktopImageClient, image_id: str) -> None:
-        status = run.status
-        if run.ready_reason == c.DELETING and status.operation_id:
-            # Our delete was accepted before a restart: see it through rather than ask again.
-            done = await cloud.follow_operation(status.operation_id)
-            if done.error is None or done.error.code is Code.NOT_FOUND:
-                return
-        key = naming.delete_key(run.resource.uid, image_id)
+class _Decide:
+    """One decision on one observation, and the single action it takes."""
+
+    def __init__(self, run: _Run, cloud: DesktopImageClient, seen: Observation) -> None:
+        self.run = run
+        self.cloud = cloud
+        self.seen = seen
+        self.status = run.status
+        self.resource = run.resource
+
+    async def reconcile(self) -> Outcome:
+        operation = self.seen.operation
+        if operation is not None:
+            if operation.running:
+                return await self.run.progressing(operation.record, _running_message(operation.record))
+            if operation.failed:
+                return await self.run.operation_failed(operation)
+            self.status.operation = None  # it succeeded (or is lost): the image says the rest
+        if self.seen.recorded_image_gone:
+            message = f"Cloud image {self.status.image_id} no longer exists; it is not recreated."
+            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
+        image = self.seen.image
+        if image is None:
+            return await self._copy()
+        return await self._converge(image)
+
+    async def _converge(self, image: CloudImage) -> Outcome:
+        if self.seen.found_by_label and self.status.image_id != image.id:
+            self.status.image_id = image.id
+            self.run.events.normal(
+                "ImageAdopted", f"Found cloud image {image.id} created for this object; adopting it."
+            )
+        if image.status is ImageStatus.DELETING:
+            message = f"Cloud image {image.id} is being deleted outside the operator."
+            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
+        if image.status is not ImageStatus.ACTIVE:
+            self.run.mirror(image)
+            return await self.run.waiting(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
+        mask = DesiredImage.of(self.resource).mask(image)
+        if mask:
+            return await self._update(image, mask)
+        return await self.run.ready(image)
+
+    # -- copy -----------------------------------------------------------------------------------------
+
+    async def _copy(self) -> Outcome:
+        if self.seen.source_missing:
+            source = self.resource.spec.source.desktop_id
+            raise Failure(r.SOURCE_NOT_FOUND, f"Desktop {source} does not exist.")
+        if self.seen.name_taken_by is not None:
+            raise _name_conflict(self.resource.image_name, self.seen.folder_id, self.seen.name_taken_by.id)
+        if (wait := await self._retry_not_due("Copy")) is not None:
+            return wait
+        assert self.seen.folder_id is not None
+        self.run.stage = "copy"
         try:
-            operation = await cloud.delete(image_id, idempotency_key=key)
+            operation = await self.cloud.copy(
+                _copy_request(self.resource, self.seen.folder_id),
+                idempotency_key=naming.copy_key(self.resource.uid, self.status.operation_id),
+            )
+        except CloudError as error:
+            if error.code is not Code.ALREADY_EXISTS:
+                raise
+            return await self._name_taken()
+        return await self._copy_started(operation, self.seen.folder_id)
+
+    async def _copy_started(self, operation: CloudOperation, folder_id: str) -> Outcome:
+        status, source = self.status, self.resource.source_id
+        status.image_id = operation.image_id
+        status.folder_id = folder_id
+        status.image_status = "CREATING"
+        message = f"Copying {source} into image {operation.image_id} ({operation.id})."
+        self.run.events.normal("CopyStarted", message)
+        return await self.run.started("Copy", operation.id, message)
+
+    async def _name_taken(self) -> Outcome:
+        """The name is taken: by an earlier copy of ours whose answer we lost, or by someone else."""
+        assert self.seen.folder_id is not None
+        self.run.stage = "observe"
+        images = await self.cloud.find_images(self.seen.folder_id, self.resource.image_name)
+        if any(naming.is_owned_by(image.labels, self.resource.uid) for image in images):
+            return await self.run.waiting(
+                r.COPYING, "Found this object's own copy under its name; adopting it."
+            )
+        if images:
+            raise _name_conflict(self.resource.image_name, self.seen.folder_id, images[0].id)
+        # The holder is not listed yet (the cloud's index lags a just accepted copy): not proof of a stranger.
+        return await self.run.waiting(
+            r.COPYING,
+            f"The name {self.resource.image_name!r} is taken by an image the cloud does not list yet.",
+        )
+
+    # -- update ---------------------------------------------------------------------------------------
+
+    async def _update(self, image: CloudImage, mask: list[str]) -> Outcome:
+        if (wait := await self._retry_not_due("Update")) is not None:
+            return wait
+        desired = DesiredImage.of(self.resource)
+        self.run.stage = "update"
+        key = naming.update_key(
+            self.resource.uid, image.id, desired.change_digest(image, mask), self.status.operation_id
+        )
+        operation = await self.cloud.update(
+            image.id,
+            mask=mask,
+            name=desired.name,
+            description=desired.description,
+            labels=desired.labels,
+            idempotency_key=key,
+        )
+        self.run.mirror(image)
+        message = f"Updating {', '.join(mask)} of cloud image {image.id} ({operation.id})."
+        self.run.events.normal("UpdateStarted", message)
+        return await self.run.started("Update", operation.id, message)
+
+    # -- deletion -------------------------------------------------------------------------------------
+
+    async def release(self) -> Outcome:
+        operation = self.seen.operation
+        if operation is not None:
+            if operation.running:
+                return await self.run.progressing(
+                    operation.record, _waiting_to_delete(operation.record), r.DELETING
+                )
+            if operation.record.kind == "Delete":
+                return await self._delete_ended(operation)
+            self.status.operation = None  # a copy or update ended: now the image can go
+        image = self.seen.image
+        if image is None:
+            return Outcome(Result.DELETED, r.DELETING)
+        if image.status is not ImageStatus.ACTIVE:
+            # Being created (adopted mid-copy) or being deleted (by us before a restart, or by someone).
+            return await self.run.waiting(
+                r.DELETING, f"Waiting for cloud image {image.id} ({image.status.value})."
+            )
+        return await self._delete(image)
+
+    async def _delete_ended(self, operation: OperationView) -> Outcome:
+        if operation.failed and not _gone(operation.error):
+            return await self.run.operation_failed(operation)
+        if operation.lost:
+            self.status.operation = None
+            return await self.run.waiting(r.DELETING, f"Lost track of {operation.record.id}; looking again.")
+        self.run.events.normal("ImageDeleted", f"Cloud image {self.status.image_id} is deleted.")
+        return Outcome(Result.DELETED, r.DELETING)
+
+    async def _delete(self, image: CloudImage) -> Outcome:
+        if (wait := await self._retry_not_due("Delete")) is not None:
+            return wait
+        key = naming.delete_key(self.resource.uid, image.id, self.status.operation_id)
+        try:
+            operation = await self.cloud.delete(image.id, idempotency_key=key)
         except CloudError as error:
             if error.code is Code.NOT_FOUND:
-                return  # already gone: never hang on an image that does not exist
+                return Outcome(Result.DELETED, r.DELETING)  # already gone: never hang on it
             if error.code is not Code.FAILED_PRECONDITION:
                 raise
-            # Busy: still being created (adopted mid-copy) or already being deleted (our own unrecorded
-            # call). Wait until it settles; gone is done, ACTIVE is deleted now.
-            try:
-                await self._wait_while(
-                    cloud, await cloud.get_image(image_id), ImageStatus.CREATING, ImageStatus.DELETING
-                )
-            except CloudError as gone:
-                if gone.code is Code.NOT_FOUND:
-                    return
-                raise
-            operation = await cloud.delete(image_id, idempotency_key=key)
-        status.operation_id = operation.id
-        run.ready(c.not_ready(c.DELETING, f"Deleting cloud image {image_id} ({operation.id})."))
-        run.synced(c.ready(c.RECONCILE_SUCCESS, "The deletion was accepted by the cloud."))
-        await run.flush()
-        done = await cloud.follow_operation(operation.id)
-        if done.error is not None and done.error.code is not Code.NOT_FOUND:
-            raise done.error
+            return await self.run.waiting(
+                r.DELETING, f"Cloud image {image.id} is busy; waiting to delete it."
+            )
+        self.status.image_id = image.id
+        return await self.run.started(
+            "Delete", operation.id, f"Deleting cloud image {image.id} ({operation.id})."
+        )
+
+    # -- retries --------------------------------------------------------------------------------------
+
+    async def _retry_not_due(self, kind: OperationKind) -> Outcome | None:
+        """While a failed operation of this kind waits for its retry (and the spec did not change): say so."""
+        record = self.status.operation
+        if record is None or record.phase != "Failed" or record.kind != kind:
+            return None
+        if self.status.observed_generation != self.resource.generation:
+            return None  # something changed: try at once
+        reason = _FAILED_REASON[kind]
+        due_in = self.run.timing.retry_due_in(record, reason, self.run.now)
+        if due_in <= 0:
+            return None
+        return await self.run.retry_later(reason, due_in)
+
+
+_FAILED_REASON: dict[OperationKind, str] = {
+    "Copy": r.COPY_FAILED,
+    "Update": r.UPDATE_FAILED,
+    "Delete": r.DELETE_FAILED,
+}
+
+
+def _gone(error: CloudError | None) -> bool:
+    return error is not None and error.code is Code.NOT_FOUND
+
+
+def _running_message(record: OperationRecord) -> str:
+    return f"{record.kind} operation {record.id} is running."
+
+
+def _waiting_to_delete(record: OperationRecord) -> str:
+    if record.kind == "Delete":
+        return f"Deleting the cloud image ({record.id})."
+    return f"Waiting for the {record.kind.lower()} operation {record.id} to end before deleting the image."
+
+
+def _name_conflict(name: str, folder_id: str | None, holder: str) -> Failure:
+    message = (
+        f"Folder {folder_id} already has an image named {name!r} ({holder}) that this object did not create; "
+        "it is left alone. Choose another spec.name."
+    )
+    return Failure(r.NAME_CONFLICT, message, cloud_error=False)
+
+
+def _copy_request(resource: Resource, folder_id: str) -> CopyRequest:
+    desired = DesiredImage.of(resource)
+    return CopyRequest(
+        name=desired.name,
+        desktop_id=resource.spec.source.desktop_id,
+        compute_image_id=resource.spec.source.compute_image_id,
+        folder_id=folder_id,
+        description=desired.description,
+        labels=desired.labels,
+    )
 
 
 class _Run:
     """One reconcile's working state: the status being built, and writes only when something changed."""
 
     def __init__(
-        self, resource: Resource, write: StatusWriter, events: Events, now: Callable[[], datetime]
+        self, resource: Resource, write: StatusWriter, events: Events, now: datetime, timing: Timing
     ) -> None:
         self.resource = resource
         self.status: DesktopImageStatus = resource.status.model_copy(deep=True)
         self.events = events
-        self.stage = "observe"
+        self.now = now
+        self.timing = timing
+        self.stage: Stage = "observe"
         self._write = write
-        self._now = now
         self._written = _dump(resource.status)
-        self._remember_ready()
+        before = c.find(self.status.conditions, CONDITION_READY)
+        self.ready_before = before if before is None else (before.status, before.reason)
 
-    def _remember_ready(self) -> None:
-        """Ready as last written: what the object says now, for telling transitions apart."""
-        ready = c.find(self.status.conditions, CONDITION_READY)
-        self.ready_reason = ready.reason if ready else None
-        self.ready_status = ready.status if ready else None
-
-    def ready(self, verdict: c.Verdict) -> None:
-        self._set(CONDITION_READY, verdict)
-
-    def synced(self, verdict: c.Verdict) -> None:
-        self._set(CONDITION_SYNCED, verdict)
+    # -- conditions -----------------------------------------------------------------------------------
 
     def _set(self, condition_type: str, verdict: c.Verdict) -> None:
         self.status.conditions = c.apply(
-            self.status.conditions, condition_type, verdict, self.resource.generation, self._now()
+            self.status.conditions, condition_type, verdict, self.resource.generation, self.now
         )
+
+    def _ready_reason(self) -> str | None:
+        return self.ready_before[1] if self.ready_before else None
 
     def mirror(self, image: CloudImage) -> None:
         self.status.image_id = image.id
@@ -440,19 +405,98 @@ class _Run:
         self.status.folder_id = image.folder_id
         self.status.created_at = image.created_at
 
+    # -- outcomes -------------------------------------------------------------------------------------
+
+    async def ready(self, image: CloudImage) -> Outcome:
+        first = self.resource.status.image_status != ImageStatus.ACTIVE.value
+        self.mirror(image)
+        self.status.operation = None
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.ready())
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        was_ready = self.ready_before is not None and self.ready_before[0] == "True"
+        if not was_ready:
+            event = "ImageUpdated" if self._ready_reason() == r.UPDATING else "ImageReady"
+            self.events.normal(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
+        await self.flush()
+        return Outcome(Result.READY, r.AVAILABLE, first_ready=first and not was_ready)
+
+    async def started(self, kind: OperationKind, operation_id: str, message: str) -> Outcome:
+        """Record an operation the cloud just accepted: a restart follows it instead of starting another."""
+        previous = self.status.operation
+        repeat = previous is not None and previous.kind == kind and previous.phase == "Failed"
+        same_change = self.status.observed_generation == self.resource.generation
+        record = OperationRecord(
+            kind=kind,
+            id=operation_id,
+            phase="Running",
+            started_at=self.now,
+            attempts=previous.attempts + 1 if previous is not None and repeat and same_change else 1,
+        )
+        self.status.operation = record
+        self.status.operation_id = operation_id
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.not_ready(_REASON_OF_RUNNING[kind], message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, _REASON_OF_RUNNING[kind], self.timing.poll_after(record, self.now))
+
+    async def progressing(self, record: OperationRecord, message: str, reason: str | None = None) -> Outcome:
+        """Our operation still runs: say so (once: polls write nothing new), look again soon."""
+        reason = reason or _REASON_OF_RUNNING[record.kind]
+        self.status.observed_generation = self.resource.generation
+        if self._ready_reason() != reason:  # the message written when it started says more
+            self._set(CONDITION_READY, c.not_ready(reason, message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, reason, self.timing.poll_after(record, self.now))
+
+    async def waiting(self, reason: str, message: str) -> Outcome:
+        """Waiting on the cloud without an operation of ours (an image still being created, say)."""
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.not_ready(reason, message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, reason, self.timing.poll_base_seconds)
+
+    async def retry_later(self, reason: str, due_in: float) -> Outcome:
+        """A failed operation waits for its retry: the conditions already say why; write nothing new."""
+        result = Result.TERMINAL_ERROR if r.kind_of(reason) is r.Kind.TERMINAL else Result.TRANSIENT_ERROR
+        return Outcome(result, reason, due_in)
+
+    async def paused(self, message: str) -> Outcome:
+        self._set(CONDITION_SYNCED, c.not_ready(r.RECONCILE_PAUSED, message))
+        await self.flush()
+        return Outcome(Result.PAUSED, r.RECONCILE_PAUSED)
+
+    async def operation_failed(self, operation: OperationView) -> Outcome:
+        record = operation.record
+        assert operation.error is not None
+        self.status.operation = record.model_copy(update={"phase": "Failed", "finished_at": self.now})
+        if record.kind == "Copy":
+            # The cloud removes the image of a failed copy; the next copy makes a new one.
+            self.status.image_id = None
+            self.status.image_status = None
+        failure = operation_failed(record.kind, operation.error)
+        outcome = await self.fail(failure)
+        return Outcome(
+            outcome.result, outcome.reason, self.timing.retry_after(failure.reason, record.attempts)
+        )
+
     async def fail(self, failure: Failure) -> Outcome:
         log.info("%s: %s", self.resource.ref, failure)
         self.status.observed_generation = self.resource.generation
         if failure.cloud_error:
-            self.synced(c.not_ready(failure.reason, failure.message))
+            self._set(CONDITION_SYNCED, c.not_ready(failure.reason, failure.message))
         else:
-            self.synced(c.ready(c.RECONCILE_SUCCESS, "The last reconcile reached the cloud without error."))
-        # A passing outage while an operation runs leaves Ready saying what the image is doing (the next run
-        # resumes the operation); everything else is what Ready reports.
-        if failure.terminal or self.ready_reason not in _IN_FLIGHT:
-            if failure.reason != self.ready_reason:
+            self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        # A passing outage while our operation runs leaves Ready saying what the image is doing: the
+        # operation goes on, and the next run polls it again.
+        running = self.status.operation is not None and self.status.operation.phase == "Running"
+        if not (running and failure.kind is r.Kind.TRANSIENT):
+            if failure.reason != self._ready_reason():
                 self.events.warning(failure.reason, failure.message)
-            self.ready(c.not_ready(failure.reason, failure.message))
+            self._set(CONDITION_READY, c.not_ready(failure.reason, failure.message))
         await self.flush()
         result = Result.TERMINAL_ERROR if failure.terminal else Result.TRANSIENT_ERROR
         return Outcome(result, failure.reason)
@@ -462,12 +506,23 @@ class _Run:
         current = _dump(self.status)
         if current == self._written:
             return
-        patch: dict[str, Any] = dict(current)
-        for gone in self._written.keys() - current.keys():
-            patch[gone] = None  # a merge patch removes a field by nulling it
-        await self._write({"status": patch})
+        await self._write({"status": _merge_patch(self._written, current)})
         self._written = current
-        self._remember_ready()
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from old to new: changed fields, and null for each field that went away."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old or old[key] != value:
+            patch[key] = _merge_patch(old[key], value) if _both_dicts(old.get(key), value) else value
+    for gone in old.keys() - new.keys():
+        patch[gone] = None
+    return patch
+
+
+def _both_dicts(a: object, b: object) -> bool:
+    return isinstance(a, dict) and isinstance(b, dict)
 
 
 def _dump(status: DesktopImageStatus) -> dict[str, Any]:

@@ -33,6 +33,10 @@ class Resource:
         return self.spec.name or self.name
 
     @property
+    def source_id(self) -> str:
+        return self.spec.source.desktop_id or self.spec.source.compute_image_id or ""
+
+    @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 

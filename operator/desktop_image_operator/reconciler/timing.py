@@ -1,0 +1,48 @@
+"""When the reconciler looks at an object again: one policy object, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from desktop_image_operator.api import OperationRecord
+from desktop_image_operator.reconciler import reasons as r
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Every delay the reconciler chooses. The controller adds jitter; the reconciler stays deterministic."""
+
+    # A running operation is polled after as long as it has run so far, within these bounds: short copies
+    # are seen soon after they end, long ones cost a poll per doubling of their age.
+    poll_base_seconds: float = 1.0
+    poll_cap_seconds: float = 15.0
+    # After a failed update or delete (a transient kind): doubling from the base up to the cap.
+    retry_base_seconds: float = 5.0
+    retry_cap_seconds: float = 300.0
+    # After a failed copy (terminal: each retry is a whole copy): doubling from the base up to the resync.
+    terminal_retry_base_seconds: float = 60.0
+    resync_seconds: float = 600.0
+    # How long a just-started operation may answer NOT_FOUND (the cloud lags) before it counts as lost.
+    operation_visible_within_seconds: float = 60.0
+
+    def poll_after(self, record: OperationRecord, now: datetime) -> float:
+        age = (now - record.started_at).total_seconds()
+        return min(self.poll_cap_seconds, max(self.poll_base_seconds, age))
+
+    def retry_after(self, reason: str, attempts: int) -> float:
+        """The pause before attempt `attempts + 1` after `attempts` failures for `reason`."""
+        if r.kind_of(reason) is r.Kind.TRANSIENT:
+            base, cap = self.retry_base_seconds, max(self.retry_cap_seconds, self.retry_base_seconds)
+        else:
+            base, cap = (
+                self.terminal_retry_base_seconds,
+                max(self.resync_seconds, self.terminal_retry_base_seconds),
+            )
+        return float(min(cap, base * 2 ** min(max(attempts, 1) - 1, 30)))
+
+    def retry_due_in(self, record: OperationRecord, reason: str, now: datetime) -> float:
+        """Seconds until a failed operation may be tried again (zero or less: now)."""
+        failed_at = record.finished_at or record.started_at
+        waited = (now - failed_at).total_seconds()
+        return self.retry_after(reason, record.attempts) - waited
