@@ -24,27 +24,29 @@ class Credentials:
         self._default_client = session.client(self._default) if self._default else None
 
     async def client_for(self, resource: Resource) -> DesktopImageClient:
-        """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none."""
+        """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none.
+
+        KubeTimeout passes through: a slow API server says nothing about the credentials.
+        """
         ref = resource.spec.credentials_ref
         if ref is None:
             if self._default_client is None:
                 raise Failure(
                     c.CREDENTIALS_INVALID,
                     "No credentials: set spec.credentialsRef or give the operator default credentials.",
-                    terminal=True,
                 )
             return self._default_client
         try:
             key = await self._kube.read_secret_key(resource.namespace, ref.name, ref.key)
             source = self._session.token_sources.from_key(key)
         except SecretUnavailable as error:
-            raise Failure(c.CREDENTIALS_INVALID, str(error), terminal=True) from None
+            raise Failure(c.CREDENTIALS_INVALID, str(error)) from None
         except (CloudError, ValueError) as error:
             # The parser's messages name the problem, never the key material.
             message = (
                 f"Secret {resource.namespace}/{ref.name} key {ref.key!r} is not an authorized key: {error}"
             )
-            raise Failure(c.CREDENTIALS_INVALID, message, terminal=True) from None
+            raise Failure(c.CREDENTIALS_INVALID, message) from None
         return self._session.client(source)
 
 
