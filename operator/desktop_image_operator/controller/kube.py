@@ -91,7 +91,7 @@ class KubeApi:
         call = self._custom.patch_namespaced_custom_object_status
         what = f"status patch of DesktopImage {namespace}/{name}"
         written = await self._call(what, call, GROUP, VERSION, namespace, PLURAL, name, patch)
-        return dict(written)  # type: ignore[call-overload]  # the client types custom objects as object
+        return cast("dict[str, Any]", written)  # the client types custom objects as object
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         try:
