@@ -6,14 +6,17 @@
 --   Suspended    Synced says ReconcilePaused (the clouddesktop.yc.io/paused annotation stops cloud calls).
 --   Progressing  being deleted; no status or no Ready condition yet; the current generation not yet
 --                observed (status or Ready behind metadata.generation); an operation in flight
---                (Copying, Updating, Deleting); a transient cloud error the operator
---                retries with backoff (Throttled, CloudUnavailable); Ready Unknown.
+--                (Copying, Updating, Deleting); a transient failure the operator
+--                retries with backoff (Throttled, CloudUnavailable, UpdateFailed, DeleteFailed);
+--                Ready Unknown.
 --   Healthy      Ready is True at the current generation.
 --   Degraded     Ready is False for a terminal reason (CopyFailed, NameConflict, ImageNotFound, ...) or
 --                one this script does not know: the operator will not fix it alone.
 --
 -- The message is the Ready condition's "Reason: message"; when Synced is False for another reason (a
 -- passing outage while a copy runs), its "Reason: message" follows in parentheses.
+--
+-- The reason tables follow the operator's own table of reasons and their kinds (its tests compare them).
 --
 -- Argo CD runs health checks on Lua 5.1 (gopher-lua) with only the base, table and a reduced os library.
 -- There is no string library: no string.* call and no method call on a string may appear here ("..",
@@ -30,16 +33,17 @@ local IN_PROGRESS = {
   Deleting = true,
 }
 
--- Cloud errors the operator retries on its own.
+-- Failures the operator retries on its own, with backoff (a failed update or delete gets a new attempt).
 local TRANSIENT = {
   Throttled = true,
   CloudUnavailable = true,
+  UpdateFailed = true,
+  DeleteFailed = true,
 }
 
 -- Failures that stay until a person changes something (the spec, a Secret, a quota, the cloud).
 local TERMINAL = {
   CopyFailed = true,
-  UpdateFailed = true,
   NameConflict = true,
   ImageNotFound = true,
   SourceNotFound = true,

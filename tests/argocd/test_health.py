@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler import reasons
 from tests.argocd.runner import ARGOCD, HEALTH_SCRIPT, Health, LuaRunError, ensure_runner, run_health
 
 TESTDATA = ARGOCD / "testdata"
@@ -353,36 +354,33 @@ def test_captured_ready_object_with_its_conditions_emptied_is_waiting(runner: Pa
 
 # --- every reason the operator writes -----------------------------------------------------------------------
 
-IN_PROGRESS = (c.COPYING, c.UPDATING, c.DELETING)
-TRANSIENT = (c.THROTTLED, c.CLOUD_UNAVAILABLE)
-TERMINAL = (
-    c.COPY_FAILED,
-    c.UPDATE_FAILED,
-    c.NAME_CONFLICT,
-    c.IMAGE_NOT_FOUND,
-    c.SOURCE_NOT_FOUND,
-    c.SOURCE_NOT_READY,
-    c.INVALID_REQUEST,
-    c.QUOTA_EXCEEDED,
-    c.CREDENTIALS_INVALID,
-    c.PERMISSION_DENIED,
-    c.INVALID_SPEC,
-    c.RECONCILE_ERROR,
-)
-NOT_READY_REASONS = (c.AVAILABLE, c.RECONCILE_PAUSED, c.RECONCILE_SUCCESS)
+# The operator's one table of reasons decides; health.lua must follow it table for table.
+IN_PROGRESS = sorted(reasons.reasons_of(reasons.Kind.PROGRESSING))
+TRANSIENT = sorted(reasons.reasons_of(reasons.Kind.TRANSIENT))
+TERMINAL = sorted(reasons.reasons_of(reasons.Kind.TERMINAL))
+LUA_TABLES = {"IN_PROGRESS": IN_PROGRESS, "TRANSIENT": TRANSIENT, "TERMINAL": TERMINAL}
 
 
-def test_every_reason_of_the_operator_is_classified() -> None:
-    # A reason added to the operator must be placed here, and in health.lua, on purpose.
+def _lua_table(code: str, name: str) -> set[str]:
+    body = re.search(rf"local {name} = {{(.*?)}}", code, re.DOTALL)
+    assert body, f"health.lua has no table {name}"
+    return set(re.findall(r"(\w+)\s*=\s*true", body.group(1)))
+
+
+@pytest.mark.parametrize("table", sorted(LUA_TABLES))
+def test_health_lua_lists_the_reasons_of_each_kind_exactly(table: str) -> None:
+    code = lua_code(HEALTH_SCRIPT.read_text())
+    assert _lua_table(code, table) == set(LUA_TABLES[table])
+
+
+def test_every_reason_constant_is_in_the_table() -> None:
+    # A reason added to the operator must be given a kind, and so a place in health.lua, on purpose.
     defined = {
         value
         for name, value in vars(c).items()
         if name.isupper() and not name.startswith("CONDITION_") and isinstance(value, str)
     }
-    assert defined == {*IN_PROGRESS, *TRANSIENT, *TERMINAL, *NOT_READY_REASONS}
-    code = lua_code(HEALTH_SCRIPT.read_text())
-    for reason in (*IN_PROGRESS, *TRANSIENT, *TERMINAL):
-        assert re.search(rf"\b{reason}\s*=\s*true\b", code), f"health.lua does not list {reason}"
+    assert defined == set(reasons.KINDS)
 
 
 @pytest.mark.parametrize(

@@ -219,12 +219,20 @@ def test_conditions_are_a_map_list_keyed_by_type(root: Schema) -> None:
     }
 
 
+def test_the_operation_record_names_its_kind_and_phase(root: Schema) -> None:
+    record = at(root, "status.operation")
+    assert set(record["required"]) == {"kind", "id", "phase", "startedAt", "attempts"}
+    assert record["properties"]["kind"]["enum"] == ["Copy", "Update", "Delete"]
+    assert record["properties"]["phase"]["enum"] == ["Running", "Failed"]
+
+
 def test_status_fields(root: Schema) -> None:
     status = at(root, "status")
     assert set(status["properties"]) == {
         "observedGeneration",
         "conditions",
         "operationId",
+        "operation",
         "imageId",
         "imageStatus",
         "storageSize",

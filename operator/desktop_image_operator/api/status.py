@@ -101,7 +101,7 @@ class OperationRecord(ApiModel):
     started_at: Timestamp = Field(description="When the operator started the operation.")
     finished_at: Timestamp | None = Field(None, description="When the operator saw it fail.")
     attempts: Int64 = Field(
-        1, description="Operations of this kind started in a row for the same change, this one included."
+        description="Operations of this kind started in a row for the same change, this one included."
     )
 
 
