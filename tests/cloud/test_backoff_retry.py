@@ -7,7 +7,13 @@ import random
 import pytest
 
 from desktop_image_operator.cloud.backoff import Backoff
-from desktop_image_operator.cloud.errors import RETRYABLE_CODES, CloudError, Code
+from desktop_image_operator.cloud.errors import (
+    RETRYABLE_CODES,
+    CloudError,
+    Code,
+    QuotaViolation,
+    parse_retry_after,
+)
 from desktop_image_operator.cloud.retry import RetryPolicy
 
 
@@ -79,15 +85,24 @@ def test_policy_bounds_attempts() -> None:
         RetryPolicy(max_attempts=0)
 
 
-def test_policy_delay_honours_retry_hint_up_to_the_cap() -> None:
-    policy = RetryPolicy(backoff=Backoff(base=0.1, cap=5.0))
+def test_policy_delay_honours_a_retry_hint_beyond_the_backoff_cap_up_to_its_own_ceiling() -> None:
+    policy = RetryPolicy(backoff=Backoff(base=0.1, cap=5.0), retry_after_cap=300.0)
     rng = random.Random(1)
     hinted = CloudError(Code.RESOURCE_EXHAUSTED, "slow down", retry_after=2.0)
     assert all(2.0 <= policy.delay(hinted, 1, rng) <= 5.0 for _ in range(100))
-    huge = CloudError(Code.RESOURCE_EXHAUSTED, "slow down", retry_after=600.0)
-    assert policy.delay(huge, 1, rng) == 5.0
+    long = CloudError(Code.RESOURCE_EXHAUSTED, "slow down", retry_after=120.0)
+    assert policy.delay(long, 1, rng) == 120.0
+    absurd = CloudError(Code.RESOURCE_EXHAUSTED, "slow down", retry_after=86_400.0)
+    assert policy.delay(absurd, 1, rng) == 300.0
     plain = CloudError(Code.UNAVAILABLE, "down")
     assert all(0.0 <= policy.delay(plain, 1, rng) <= 0.1 for _ in range(100))
+
+
+def test_the_default_retry_hint_ceiling_is_ten_minutes() -> None:
+    absurd = CloudError(Code.UNAVAILABLE, "down", retry_after=7200.0)
+    assert RetryPolicy().delay(absurd, 1, random.Random(1)) == 600.0
+    with pytest.raises(ValueError, match="retry_after_cap"):
+        RetryPolicy(retry_after_cap=0.0)
 
 
 def test_http_status_mapping() -> None:
@@ -113,10 +128,45 @@ def test_error_text_carries_code_message_and_request_id() -> None:
     assert error != CloudError(Code.NOT_FOUND, "Image img-1 not found", request_id="other")
 
 
-def test_an_exhausted_quota_is_not_a_rate_limit() -> None:
-    quota = CloudError(Code.RESOURCE_EXHAUSTED, "Quota limit vdi.desktopImages.count exceeded in cloud b1g")
+COUNT_VIOLATION = QuotaViolation("b1gcloud", "8 of 8 images", "vdi.desktopImages.count")
+
+
+def test_an_exhausted_quota_is_told_by_its_quota_failure_detail_even_with_a_bland_message() -> None:
+    quota = CloudError(Code.RESOURCE_EXHAUSTED, "Request refused", quota_violations=(COUNT_VIOLATION,))
     assert quota.quota_exceeded
     assert not quota.retryable
-    rate = CloudError(Code.RESOURCE_EXHAUSTED, "Too many requests")
+
+
+def test_resource_exhausted_without_the_detail_is_throttling_even_when_the_message_says_quota() -> None:
+    rate = CloudError(Code.RESOURCE_EXHAUSTED, "Quota limit vdi.desktopImages.count exceeded in cloud b1g")
     assert not rate.quota_exceeded
     assert rate.retryable
+
+
+def test_a_quota_detail_on_another_code_is_no_used_up_quota() -> None:
+    assert not CloudError(Code.INTERNAL, "x", quota_violations=(COUNT_VIOLATION,)).quota_exceeded
+
+
+def test_with_message_keeps_everything_but_the_message() -> None:
+    error = CloudError(
+        Code.RESOURCE_EXHAUSTED,
+        "secret",
+        request_id="r",
+        retry_after=3.0,
+        quota_violations=(COUNT_VIOLATION,),
+    )
+    scrubbed = error.with_message("<redacted>")
+    assert (scrubbed.code, scrubbed.message, scrubbed.request_id) == (
+        Code.RESOURCE_EXHAUSTED,
+        "<redacted>",
+        "r",
+    )
+    assert (scrubbed.retry_after, scrubbed.quota_violations) == (3.0, (COUNT_VIOLATION,))
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("120", 120.0), (" 2.5 ", 2.5), ("-3", 0.0), ("", None), (None, None), ("nan", None), ("soon", None)],
+)
+def test_retry_after_values(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value) == seconds

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from desktop_image_operator.cloud.backoff import Backoff
 from desktop_image_operator.cloud.client import ManagedClient, OperationPolling, name_filter
-from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.errors import CloudError, Code, QuotaViolation
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import ImagePage
@@ -388,7 +388,8 @@ async def test_an_exhausted_quota_is_final_and_does_not_throttle() -> None:
     clock = VirtualClock()
     limiter = CallLimiter(max_concurrency=10, requests_per_second=1000, burst=1000, clock=clock)
     transport = ScriptedTransport(clock)
-    quota = CloudError(Code.RESOURCE_EXHAUSTED, "Quota limit vdi.desktopImages.count exceeded in cloud b1g")
+    violation = QuotaViolation("b1gcloud", "limit 8, used 8", "vdi.desktopImages.count")
+    quota = CloudError(Code.RESOURCE_EXHAUSTED, "Request refused", quota_violations=(violation,))
     transport.script("copy", quota)
     client = make_client(clock, transport, limiter=limiter)
     with pytest.raises(CloudError) as caught:
@@ -430,3 +431,46 @@ async def test_get_desktop_folder_not_found_is_final() -> None:
     assert len(transport.calls) == 1
     with pytest.raises(ValueError, match="desktop_id"):
         await client.get_desktop_folder("")
+
+
+async def test_a_120_second_retry_after_makes_every_call_wait_120_seconds_not_30() -> None:
+    clock = VirtualClock()
+    # The defaults: a 30 s backoff cap and a 60 s cool-down cap, which cut the hint short before.
+    limiter = CallLimiter(max_concurrency=10, requests_per_second=1000, burst=1000, clock=clock)
+    transport = ScriptedTransport(clock)
+    transport.script("get_image", CloudError(Code.RESOURCE_EXHAUSTED, "slow", retry_after=120.0), image())
+    transport.script("get_desktop_folder", "folder-1")
+    client = ManagedClient(
+        transport, FakeTokenSource(), limiter=limiter, retry=RetryPolicy(), clock=clock, rng=random.Random(5)
+    )
+
+    async def a_second_later() -> str:
+        await clock.sleep(1.0)
+        return await client.get_desktop_folder("desk-1")
+
+    began = clock.monotonic()
+    await clock.run(asyncio.gather(client.get_image("img-1"), a_second_later()))
+    starts = {
+        method: [
+            at
+            for at, call in zip(transport.started_at, transport.calls, strict=True)
+            if call.method == method
+        ]
+        for method in ("get_image", "get_desktop_folder")
+    }
+    # The refused call waited the whole 120 s, and so did the call that merely came along during the pause.
+    assert starts["get_image"][0] == began
+    assert began + 120.0 <= starts["get_image"][1] < began + 121.0
+    assert began + 120.0 <= starts["get_desktop_folder"][0] < began + 121.0
+
+
+async def test_resource_exhausted_that_says_quota_without_the_detail_is_throttling_and_retried() -> None:
+    clock = VirtualClock()
+    limiter = CallLimiter(max_concurrency=10, requests_per_second=1000, burst=1000, clock=clock)
+    transport = ScriptedTransport(clock)
+    worded = CloudError(Code.RESOURCE_EXHAUSTED, "Quota limit vdi.desktopImages.count exceeded in cloud b1g")
+    transport.script("copy", worded, operation("op-1"))
+    client = make_client(clock, transport, limiter=limiter)
+    assert (await clock.run(client.copy(COPY, idempotency_key="k"))).id == "op-1"
+    assert len(transport.calls_of("copy")) == 2
+    assert transport.started_at[1] - transport.started_at[0] >= 1.0  # the shared cool-down applied

@@ -23,6 +23,8 @@ from desktop_image_operator.cloud import (
 from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
 from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
+from .support import VirtualClock, other_rsa_key, private_pem
+
 pytestmark = pytest.mark.timeout(60)
 
 TRANSPORTS = ["rest", "grpc"]
@@ -283,6 +285,45 @@ async def test_a_key_the_cloud_does_not_know_is_a_credentials_error(
     assert caught.value.code is Code.UNAUTHENTICATED
 
 
+async def test_a_key_iam_cannot_verify_is_a_credentials_error(
+    session: CloudSession, fake: FakeCloud, admin: Admin
+) -> None:
+    key = dict(fake.authorized_key())
+    key["private_key"] = private_pem(other_rsa_key())  # the right key id, signed by another key
+    client = session.client(session.token_sources.from_key(key))
+    with pytest.raises(CredentialsError) as caught:
+        await client.get_image("e3vanything")
+    assert "signature" in caught.value.message
+    assert [entry["code"] for entry in await admin.requests("IamTokenService.Create")] == ["UNAUTHENTICATED"]
+    assert await admin.requests("DesktopImageService.Get") == []
+
+
+@pytest.mark.parametrize("code", ["NOT_FOUND", "PERMISSION_DENIED", "INVALID_ARGUMENT"])
+async def test_iam_refusing_the_key_with_any_final_code_is_a_credentials_error(
+    code: str, session: CloudSession, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="IamTokenService.Create", code=code, message="Key not found", count=1)
+    client = session.client(session.token_sources.from_key(fake.authorized_key()))
+    with pytest.raises(CredentialsError) as caught:
+        await client.copy(CopyRequest(desktop_id=fake.stopped_desktop_id, name="x"), idempotency_key="k")
+    # Not SourceNotFound material: the refusal is about the key, and the copy was never sent.
+    assert code in caught.value.message
+    assert caught.value.request_id
+    assert [entry["code"] for entry in await admin.requests("IamTokenService.Create")] == [code]
+    assert await admin.requests("DesktopImageService.CopyFromDesktop") == []
+
+
+async def test_iam_being_down_is_no_credentials_error(
+    session: CloudSession, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(method="IamTokenService.Create", code="UNAVAILABLE")
+    client = session.client(session.token_sources.from_key(fake.authorized_key()))
+    with pytest.raises(CloudError) as caught:
+        await client.get_image("e3vanything")
+    assert caught.value.code is Code.UNAVAILABLE
+    assert not isinstance(caught.value, CredentialsError)
+
+
 class RefusedOnceSource(CachingTokenSource):
     """Hands out a token the cloud refuses, then good ones: exercises the 401 refresh path."""
 
@@ -355,7 +396,39 @@ async def test_an_exhausted_quota_is_reported_not_retried(
         )
     assert caught.value.code is Code.RESOURCE_EXHAUSTED
     assert caught.value.quota_exceeded
+    (violation,) = caught.value.quota_violations
+    assert (violation.subject, violation.quota_metric) == (seeds.CLOUD_ID, "vdi.desktopImages.count")
     assert len(await admin.requests("DesktopImageService.CopyFromDesktop")) == 2
+
+
+async def test_throttling_that_mentions_quota_is_still_throttling(
+    client: DesktopImageClient, fake: FakeCloud, admin: Admin
+) -> None:
+    await admin.fault(
+        method="DesktopImageService.CopyFromDesktop", code=8, message="Request quota exceeded", count=1
+    )
+    request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="worded")
+    assert (await client.follow_operation((await client.copy(request, idempotency_key="k")).id)).succeeded
+    codes = [entry["code"] for entry in await admin.requests("DesktopImageService.CopyFromDesktop")]
+    assert codes == ["RESOURCE_EXHAUSTED", "OK"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_retry_after_of_two_minutes_is_waited_out_in_full(
+    transport: str, fake: FakeCloud, admin: Admin
+) -> None:
+    # Virtual time: the client sleeps on this clock; the wall time keeps the JWTs valid for the fake.
+    clock = VirtualClock(wall_start=time.time())
+    await admin.fault(method="DesktopService.Get", code=8, retryAfterSeconds=120, count=1)
+    async with open_cloud(settings_for(fake, transport), clock=clock) as session:
+        client = session.client(session.token_sources.from_key(fake.authorized_key()))
+        began = clock.monotonic()
+        assert await clock.run(client.get_desktop_folder(fake.stopped_desktop_id)) == fake.folder_id
+        waited = clock.monotonic() - began
+    # Neither the 0.05 s backoff cap nor the 60 s cool-down cap of these settings cuts the hint short.
+    assert 120.0 <= waited < 125.0
+    codes = [entry["code"] for entry in await admin.requests("DesktopService.Get")]
+    assert codes == ["RESOURCE_EXHAUSTED", "OK"]
 
 
 async def test_get_desktop_folder(

@@ -22,7 +22,7 @@ from yandex.cloud.clouddesktop.v1 import (
 from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
 
 from desktop_image_operator.cloud import CloudSettings, Code, CopyRequest, ImageStatus, open_cloud
-from desktop_image_operator.cloud.errors import CloudError
+from desktop_image_operator.cloud.errors import CloudError, QuotaViolation
 from desktop_image_operator.cloud.grpc_transport import GrpcTransport, open_channel
 from desktop_image_operator.cloud.grpc_wire import operation_from_proto
 from desktop_image_operator.cloud.transport import CallContext
@@ -48,14 +48,24 @@ def image_message(image_id: str = "img-1") -> desktop_image_pb2.DesktopImage:
     )
 
 
-def status_details(code: int, message: str, request_id: str, retry_seconds: int | None = None) -> bytes:
+def status_details(
+    code: int, message: str, request_id: str, retry_seconds: int | None = None, *more: Any
+) -> bytes:
     status = status_pb2.Status(code=code, message=message)
     status.details.append(packed(error_details_pb2.RequestInfo(request_id=request_id)))
     if retry_seconds is not None:
         status.details.append(
             packed(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_seconds)))
         )
+    status.details.extend(packed(detail) for detail in more)
     return bytes(status.SerializeToString())
+
+
+def count_quota_failure() -> error_details_pb2.QuotaFailure:
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject="b1gcloud", description="limit 8, used 8", quota_metric="vdi.desktopImages.count"
+    )
+    return error_details_pb2.QuotaFailure(violations=[violation])
 
 
 @dataclass
@@ -63,6 +73,8 @@ class Seen:
     metadata: list[dict[str, str]] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     fail_get: list[tuple[grpc.StatusCode, bytes | None]] = field(default_factory=list)
+    # More trailing metadata for every failed Get.
+    fail_get_trailing: tuple[tuple[str, str], ...] = ()
 
 
 class Images(desktop_image_service_pb2_grpc.DesktopImageServiceServicer):
@@ -78,7 +90,9 @@ class Images(desktop_image_service_pb2_grpc.DesktopImageServiceServicer):
         if self.seen.fail_get:
             code, details = self.seen.fail_get.pop(0)
             trailing = (("grpc-status-details-bin", details),) if details else ()
-            await context.abort(code, "Desktop image not found", trailing_metadata=trailing)
+            await context.abort(
+                code, "Desktop image not found", trailing_metadata=trailing + self.seen.fail_get_trailing
+            )
         return image_message(request.image_id)
 
     async def CopyFromDesktop(self, request: Any, context: Any) -> Any:
@@ -217,6 +231,46 @@ async def test_errors_carry_code_message_and_request_id_from_status_details(serv
     assert denied.value.request_id == "req-1"
 
 
+async def _failed_get(target: str) -> CloudError:
+    channel = open_channel(target, insecure=True)
+    try:
+        with pytest.raises(CloudError) as caught:
+            await GrpcTransport(channel, channel).get_image(ctx(), "img-9")
+    finally:
+        await channel.close()
+    return caught.value
+
+
+async def test_a_quota_failure_in_the_status_details_is_a_used_up_quota(server: tuple[str, Seen]) -> None:
+    target, seen = server
+    details = status_details(8, "Desktop image not found", "srv-q", None, count_quota_failure())
+    seen.fail_get.append((grpc.StatusCode.RESOURCE_EXHAUSTED, details))
+    error = await _failed_get(target)
+    assert error.quota_exceeded
+    assert not error.retryable
+    assert error.request_id == "srv-q"
+    assert error.quota_violations == (
+        QuotaViolation("b1gcloud", "limit 8, used 8", "vdi.desktopImages.count"),
+    )
+
+
+async def test_retry_after_trailing_metadata_is_a_retry_hint_and_no_quota(server: tuple[str, Seen]) -> None:
+    target, seen = server
+    seen.fail_get.append((grpc.StatusCode.RESOURCE_EXHAUSTED, status_details(8, "slow", "srv-r")))
+    seen.fail_get_trailing = (("retry-after", "120"),)
+    error = await _failed_get(target)
+    assert error.retry_after == 120.0
+    assert not error.quota_exceeded
+    assert error.retryable
+
+
+async def test_a_retry_info_detail_wins_over_retry_after_metadata(server: tuple[str, Seen]) -> None:
+    target, seen = server
+    seen.fail_get.append((grpc.StatusCode.UNAVAILABLE, status_details(14, "down", "srv-u", 9)))
+    seen.fail_get_trailing = (("retry-after", "120"),)
+    assert (await _failed_get(target)).retry_after == 9.0
+
+
 async def test_every_rpc_carries_the_transport_deadline(server: tuple[str, Seen]) -> None:
     target, _ = server
     channel = open_channel(target, insecure=True)
@@ -270,6 +324,14 @@ def test_failed_operation_from_proto() -> None:
     )
     assert operation.created_at == datetime(2023, 11, 14, 22, 13, 20, 5, tzinfo=UTC)
     assert operation_from_proto(operation_pb2.Operation(id="op-4")).image_id is None
+
+
+def test_a_failed_operation_keeps_its_quota_failure() -> None:
+    status = status_pb2.Status.FromString(status_details(8, "Refused", "req-q", None, count_quota_failure()))
+    operation = operation_from_proto(operation_pb2.Operation(id="op-q", done=True, error=status))
+    assert operation.error is not None
+    assert operation.error.quota_exceeded
+    assert [v.quota_metric for v in operation.error.quota_violations] == ["vdi.desktopImages.count"]
 
 
 async def test_get_desktop_folder_asks_the_desktop_service(server: tuple[str, Seen]) -> None:

@@ -88,12 +88,17 @@ def test_cooldown_grows_on_repeated_throttling_and_is_capped() -> None:
     assert pauses == pytest.approx([1.0, 2.0, 4.0, 8.0, 10.0, 10.0])
 
 
-def test_cooldown_honours_retry_after_within_the_cap() -> None:
+def test_cooldown_honours_retry_after_beyond_its_own_cap_up_to_the_hint_ceiling() -> None:
     clock = VirtualClock()
-    cooldown = Cooldown(base=1.0, cap=30.0, clock=clock)
+    cooldown = Cooldown(base=1.0, cap=30.0, retry_after_cap=600.0, clock=clock)
     assert cooldown.throttled(retry_after=7.0) == pytest.approx(7.0)
     clock.advance(7.0)
-    assert cooldown.throttled(retry_after=120.0) == pytest.approx(30.0)
+    assert cooldown.throttled(retry_after=120.0) == pytest.approx(120.0)
+    clock.advance(120.0)
+    assert cooldown.throttled(retry_after=3600.0) == pytest.approx(600.0)
+    clock.advance(600.0)
+    # Without a hint the pause is the client's own guess, bounded by the cool-down cap.
+    assert cooldown.throttled() == pytest.approx(8.0)
 
 
 def test_cooldown_streak_ends_with_a_success_started_after_the_pause() -> None:

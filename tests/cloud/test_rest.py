@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.errors import CloudError, Code, QuotaViolation
 from desktop_image_operator.cloud.rest import RestTransport, parse_retry_after
 from desktop_image_operator.cloud.transport import CallContext
 from desktop_image_operator.cloud.types import CopyRequest, ImageStatus
@@ -286,6 +286,70 @@ async def test_retry_info_detail_is_a_retry_hint(recorder: Recorder, transport: 
     with pytest.raises(CloudError) as caught:
         await transport.get_image(ctx(), "img-1")
     assert caught.value.retry_after == 2.5
+
+
+QUOTA_FAILURE = {
+    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+    "violations": [
+        {
+            "subject": "b1gcloud",
+            "description": "limit 8, used 8",
+            "quotaMetric": "vdi.desktopImages.count",
+            "quotaValue": "8",
+        }
+    ],
+}
+REQUEST_INFO = {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": "srv-1"}
+
+
+async def test_a_quota_failure_detail_makes_a_429_a_used_up_quota(
+    recorder: Recorder, transport: RestTransport
+) -> None:
+    body = {"code": 8, "message": "Request refused", "details": [REQUEST_INFO, QUOTA_FAILURE]}
+    recorder.answers = [httpx.Response(429, json=body)]
+    with pytest.raises(CloudError) as caught:
+        await transport.get_image(ctx(), "img-1")
+    assert caught.value.quota_exceeded
+    assert not caught.value.retryable
+    assert caught.value.request_id == "srv-1"
+    assert caught.value.quota_violations == (
+        QuotaViolation("b1gcloud", "limit 8, used 8", "vdi.desktopImages.count"),
+    )
+
+
+async def test_a_429_that_says_quota_without_the_detail_is_throttling(
+    recorder: Recorder, transport: RestTransport
+) -> None:
+    body = {"code": 8, "message": "Quota of requests per second exceeded", "details": [REQUEST_INFO]}
+    recorder.answers = [httpx.Response(429, json=body, headers={"Retry-After": "120"})]
+    with pytest.raises(CloudError) as caught:
+        await transport.get_image(ctx(), "img-1")
+    assert not caught.value.quota_exceeded
+    assert caught.value.retryable
+    assert caught.value.quota_violations == ()
+    assert caught.value.retry_after == 120.0
+
+
+async def test_a_quota_failure_naming_nothing_still_means_a_used_up_quota(
+    recorder: Recorder, transport: RestTransport
+) -> None:
+    bare = {"@type": "type.googleapis.com/google.rpc.QuotaFailure"}
+    recorder.answers = [httpx.Response(429, json={"code": 8, "message": "no", "details": [bare, "junk"]})]
+    with pytest.raises(CloudError) as caught:
+        await transport.get_image(ctx(), "img-1")
+    assert caught.value.quota_exceeded
+    assert caught.value.quota_violations == (QuotaViolation("", ""),)
+
+
+async def test_a_failed_operation_keeps_its_quota_failure(
+    recorder: Recorder, transport: RestTransport
+) -> None:
+    error = {"code": 8, "message": "Quota exceeded", "details": [QUOTA_FAILURE]}
+    recorder.answers = [httpx.Response(200, json=op_json(done=True, error=error))]
+    operation = await transport.get_operation(ctx(), "op-1")
+    assert operation.error is not None
+    assert operation.error.quota_exceeded
+    assert operation.error.quota_violations[0].quota_metric == "vdi.desktopImages.count"
 
 
 @pytest.mark.parametrize(

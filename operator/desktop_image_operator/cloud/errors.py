@@ -1,12 +1,17 @@
-"""Errors of the cloud client: one exception type carrying the gRPC status code, message and request id.
+"""Errors of the cloud client: one exception type carrying the gRPC status code, message, request id and
+what the status details say (a retry hint, quota violations).
 
 Both transports and the token sources raise `CloudError`, so the reconciler has one thing to catch and one
-`retryable` property to consult.
+`retryable` property to consult. Errors are told apart by codes and details, never by message text.
 """
 
 from __future__ import annotations
 
+import email.utils
 import enum
+import math
+import time
+from dataclasses import dataclass
 
 
 class Code(enum.Enum):
@@ -72,11 +77,31 @@ RETRYABLE_CODES: frozenset[Code] = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One violation of a `google.rpc.QuotaFailure` detail: whose quota (`subject`, e.g. a cloud id) ran out,
+    and which (`quota_metric`, e.g. `vdi.desktopImages.count`; "" when the server did not name it)."""
+
+    subject: str
+    description: str
+    quota_metric: str = ""
+
+
+@dataclass(frozen=True)
+class StatusDetails:
+    """What the details of a `google.rpc.Status` say, whichever transport carried them."""
+
+    request_id: str | None = None
+    retry_after: float | None = None
+    quota_violations: tuple[QuotaViolation, ...] = ()
+
+
 class CloudError(Exception):
     """A failed cloud call (or a failed operation) as the cloud reported it.
 
     `message` is the cloud's own text (never a token or key: callers scrub what they send), `request_id`
-    the id to quote to support, `retry_after` the server's hint in seconds when it gave one.
+    the id to quote to support, `retry_after` the server's hint in seconds when it gave one,
+    `quota_violations` the QuotaFailure detail's violations when the status carried one.
     """
 
     def __init__(
@@ -86,17 +111,32 @@ class CloudError(Exception):
         *,
         request_id: str | None = None,
         retry_after: float | None = None,
+        quota_violations: tuple[QuotaViolation, ...] = (),
     ) -> None:
         super().__init__(code, message, request_id)
         self.code = code
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+        self.quota_violations = quota_violations
+
+    def with_message(self, message: str) -> CloudError:
+        """The same error (code, ids, hints, details) with another message."""
+        return CloudError(
+            self.code,
+            message,
+            request_id=self.request_id,
+            retry_after=self.retry_after,
+            quota_violations=self.quota_violations,
+        )
 
     @property
     def quota_exceeded(self) -> bool:
-        """RESOURCE_EXHAUSTED because a quota is used up (not a rate limit): waiting does not help."""
-        return self.code is Code.RESOURCE_EXHAUSTED and "quota" in self.message.lower()
+        """RESOURCE_EXHAUSTED with a QuotaFailure detail: a quota is used up and waiting does not help.
+
+        Without the detail the same code is throttling, whatever the message says.
+        """
+        return self.code is Code.RESOURCE_EXHAUSTED and bool(self.quota_violations)
 
     @property
     def retryable(self) -> bool:
@@ -142,3 +182,22 @@ class CredentialsError(CloudError):
         request_id: str | None = None,
     ) -> None:
         super().__init__(code, message, request_id=request_id)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A `Retry-After` value (REST header or gRPC metadata) as seconds from now: delta-seconds or an HTTP
+    date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -3,7 +3,6 @@ client's types. protobuf and grpc ship no type information, so every untyped val
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,13 @@ from google.rpc import error_details_pb2, status_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_image_service_pb2, desktop_service_pb2
 from yandex.cloud.operation import operation_service_pb2
 
-from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.errors import (
+    CloudError,
+    Code,
+    QuotaViolation,
+    StatusDetails,
+    parse_retry_after,
+)
 from desktop_image_operator.cloud.transport import ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest, ImageStatus
 
@@ -22,6 +27,7 @@ _IMAGE_TYPE = desktop_image_pb2.DesktopImage.DESCRIPTOR.full_name
 _EMPTY_TYPE = empty_pb2.Empty.DESCRIPTOR.full_name
 _REQUEST_INFO_TYPE = error_details_pb2.RequestInfo.DESCRIPTOR.full_name
 _RETRY_INFO_TYPE = error_details_pb2.RetryInfo.DESCRIPTOR.full_name
+_QUOTA_FAILURE_TYPE = error_details_pb2.QuotaFailure.DESCRIPTOR.full_name
 
 
 # --- requests --------------------------------------------------------------------------------------------
@@ -127,10 +133,11 @@ def _type_name(any_message: Any) -> str:
     return str(any_message.type_url).rsplit("/", 1)[-1]
 
 
-def _details(details: Iterable[Any]) -> tuple[str | None, float | None]:
-    """(RequestInfo.request_id, RetryInfo.retry_delay seconds) from `google.rpc.Status.details`."""
+def _details(details: Iterable[Any]) -> StatusDetails:
+    """RequestInfo, RetryInfo and QuotaFailure from `google.rpc.Status.details`; others are ignored."""
     request_id: str | None = None
     retry_after: float | None = None
+    violations: list[QuotaViolation] = []
     for detail in details:
         kind = _type_name(detail)
         if kind == _REQUEST_INFO_TYPE:
@@ -141,16 +148,30 @@ def _details(details: Iterable[Any]) -> tuple[str | None, float | None]:
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-    return request_id, retry_after
+        elif kind == _QUOTA_FAILURE_TYPE:
+            quota = error_details_pb2.QuotaFailure()
+            detail.Unpack(quota)
+            violations.extend(_quota_violations(quota))
+    return StatusDetails(request_id, retry_after, tuple(violations))
+
+
+def _quota_violations(quota: Any) -> list[QuotaViolation]:
+    """The violations of a QuotaFailure; one naming nothing still says that a quota ran out."""
+    found = [
+        QuotaViolation(str(item.subject), str(item.description), str(item.quota_metric))
+        for item in quota.violations
+    ]
+    return found or [QuotaViolation("", "")]
 
 
 def error_from_status_proto(status: Any, *, request_id: str | None = None) -> CloudError:
-    detail_request_id, retry_after = _details(status.details)
+    details = _details(status.details)
     return CloudError(
         Code.from_number(int(status.code)),
         str(status.message),
-        request_id=detail_request_id or request_id,
-        retry_after=retry_after,
+        request_id=details.request_id or request_id,
+        retry_after=details.retry_after,
+        quota_violations=details.quota_violations,
     )
 
 
@@ -177,24 +198,38 @@ def operation_from_proto(message: Any) -> CloudOperation:
 
 
 def error_from_rpc_error(exc: Any, sent_request_id: str | None) -> CloudError:
-    """A failed RPC (`grpc.aio.AioRpcError`) as a CloudError, reading `grpc-status-details-bin` if sent."""
+    """A failed RPC (`grpc.aio.AioRpcError`) as a CloudError: the code and message of the call, and what
+    `grpc-status-details-bin`, `retry-after` and `x-request-id` in its metadata say.
+
+    A RetryInfo detail wins over `retry-after`, and RequestInfo over `x-request-id`."""
     code = Code.from_name(exc.code().name) if exc.code() is not None else Code.UNKNOWN
     message = str(exc.details() or "")
-    request_id: str | None = None
-    retry_after: float | None = None
+    details = StatusDetails()
+    header_request_id: str | None = None
+    header_retry_after: float | None = None
     for key, value in tuple(exc.trailing_metadata() or ()) + tuple(exc.initial_metadata() or ()):
         if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
-            try:
-                status = status_pb2.Status.FromString(value)
-            except Exception:  # a corrupt details blob must not hide the real error
-                continue
-            detail_request_id, detail_retry_after = _details(status.details)
-            request_id = detail_request_id or request_id
-            retry_after = detail_retry_after if detail_retry_after is not None else retry_after
-            message = message or str(status.message)
-        elif key == "retry-after" and retry_after is None and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                retry_after = float(value)
-        elif key == "x-request-id" and request_id is None and isinstance(value, str):
-            request_id = value
-    return CloudError(code, message, request_id=request_id or sent_request_id, retry_after=retry_after)
+            status = _status_from_bytes(value)
+            if status is not None:
+                details = _details(status.details)
+                message = message or str(status.message)
+        elif key == "retry-after" and header_retry_after is None and isinstance(value, str):
+            header_retry_after = parse_retry_after(value)
+        elif key == "x-request-id" and header_request_id is None and isinstance(value, str):
+            header_request_id = value
+    return CloudError(
+        code,
+        message,
+        request_id=details.request_id or header_request_id or sent_request_id,
+        retry_after=details.retry_after if details.retry_after is not None else header_retry_after,
+        quota_violations=details.quota_violations,
+    )
+
+
+def _status_from_bytes(value: bytes) -> Any:
+    """The `google.rpc.Status` in `grpc-status-details-bin`; None when the blob is corrupt (it must not hide
+    the real error)."""
+    try:
+        return status_pb2.Status.FromString(value)
+    except Exception:
+        return None

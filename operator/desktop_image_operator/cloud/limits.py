@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.cloud.retry import DEFAULT_RETRY_AFTER_CAP
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,22 @@ class TokenBucket:
 class Cooldown:
     """A shared pause after the cloud says "too many requests".
 
-    Each 429 extends the pause: by the server's Retry-After when given, else by base * 2**(n-1) for the
-    n-th 429 in a row (capped). The streak ends with the first success of a call that started after the
-    pause was over.
+    Each 429 extends the pause to base * 2**(n-1) for the n-th 429 in a row (at most `cap`), or to the
+    server's Retry-After when that is longer (at most `retry_after_cap`). The streak ends with the first
+    success of a call that started after the pause was over.
     """
 
-    def __init__(self, *, base: float = 1.0, cap: float = 60.0, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        *,
+        base: float = 1.0,
+        cap: float = 60.0,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.base = base
         self.cap = cap
+        self.retry_after_cap = retry_after_cap
         self._clock = clock
         self._until = clock.monotonic()
         self._streak = 0
@@ -72,7 +81,7 @@ class Cooldown:
         self._streak += 1
         pause = min(self.cap, self.base * 2.0 ** min(self._streak - 1, 32))
         if retry_after is not None and retry_after > 0:
-            pause = min(self.cap, max(pause, retry_after))
+            pause = max(pause, min(retry_after, self.retry_after_cap))
         self._until = max(self._until, self._clock.monotonic() + pause)
         return self.remaining()
 
@@ -92,6 +101,7 @@ class CallLimiter:
         burst: int | None = None,
         cooldown_base: float = 1.0,
         cooldown_cap: float = 60.0,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if max_concurrency < 1:
@@ -101,7 +111,9 @@ class CallLimiter:
         self.bucket = TokenBucket(
             requests_per_second, burst if burst is not None else max(1, int(requests_per_second)), clock=clock
         )
-        self.cooldown = Cooldown(base=cooldown_base, cap=cooldown_cap, clock=clock)
+        self.cooldown = Cooldown(
+            base=cooldown_base, cap=cooldown_cap, retry_after_cap=retry_after_cap, clock=clock
+        )
         self._in_flight = 0
 
     @property

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.errors import CloudError, Code, parse_retry_after
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 from desktop_image_operator.cloud.wire_json import (
@@ -25,22 +23,6 @@ _IMAGES_PATH = "/cloud-desktop/v1/images"
 _DESKTOPS_PATH = "/cloud-desktop/v1/desktops"
 
 T = TypeVar("T")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def transport_error(exc: httpx.HTTPError, request_id: str | None) -> CloudError:

@@ -51,6 +51,7 @@ class CloudSession:
         self._retry = RetryPolicy(
             max_attempts=settings.max_attempts,
             backoff=Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
+            retry_after_cap=settings.retry_after_cap_seconds,
         )
         self._polling = OperationPolling(
             backoff=Backoff(
@@ -87,6 +88,7 @@ class CloudSession:
             burst=settings.burst,
             cooldown_base=settings.throttle_cooldown_base_seconds,
             cooldown_cap=settings.throttle_cooldown_cap_seconds,
+            retry_after_cap=settings.retry_after_cap_seconds,
             clock=self._clock,
         )
         self._registry = TokenSourceRegistry(

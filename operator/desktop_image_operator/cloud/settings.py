@@ -45,7 +45,19 @@ class CloudSettings(BaseModel):
     throttle_cooldown_base_seconds: float = Field(
         1.0, gt=0, description="Pause of all calls after a first 429; doubles with each further 429 in a row."
     )
-    throttle_cooldown_cap_seconds: float = Field(60.0, gt=0, description="Longest such pause.")
+    throttle_cooldown_cap_seconds: float = Field(
+        60.0, gt=0, description="Longest such pause when the server does not say how long to wait."
+    )
+    retry_after_cap_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest wait a server's Retry-After (or RetryInfo) is honoured for, by the retry of the refused "
+            "call and by the pause of all calls after a 429; a longer hint is cut to this. Independent of "
+            "the backoff and cool-down caps, which only bound the client's own guesses."
+        ),
+    )
 
     max_attempts: int = Field(5, ge=1, le=50, description="Tries per call for transient errors.")
     backoff_base_seconds: float = Field(0.5, gt=0, description="First retry delay ceiling (full jitter).")

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.errors import CloudError, Code, QuotaViolation, StatusDetails
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, ImageStatus
 
 REQUEST_INFO_TYPE = "type.googleapis.com/google.rpc.RequestInfo"
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+QUOTA_FAILURE_TYPE = "type.googleapis.com/google.rpc.QuotaFailure"
 _EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 
 
@@ -86,20 +87,33 @@ def desktop_folder_from_json(data: Mapping[str, Any]) -> str:
     return folder_id
 
 
-def error_details(details: object) -> tuple[str | None, float | None]:
-    """(RequestInfo.requestId, RetryInfo.retryDelay seconds) from a `google.rpc.Status.details` list."""
+def error_details(details: object) -> StatusDetails:
+    """RequestInfo, RetryInfo and QuotaFailure from a `google.rpc.Status.details` list; others are ignored."""
     request_id: str | None = None
     retry_after: float | None = None
-    if isinstance(details, list):
-        for detail in details:
-            if not isinstance(detail, Mapping):
-                continue
-            kind = detail.get("@type")
-            if kind == REQUEST_INFO_TYPE and isinstance(detail.get("requestId"), str):
-                request_id = detail["requestId"] or None
-            elif kind == RETRY_INFO_TYPE:
-                retry_after = parse_duration(detail.get("retryDelay"))
-    return request_id, retry_after
+    violations: list[QuotaViolation] = []
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping):
+            continue
+        kind = detail.get("@type")
+        if kind == REQUEST_INFO_TYPE and isinstance(detail.get("requestId"), str):
+            request_id = detail["requestId"] or None
+        elif kind == RETRY_INFO_TYPE:
+            retry_after = parse_duration(detail.get("retryDelay"))
+        elif kind == QUOTA_FAILURE_TYPE:
+            violations.extend(_quota_violations(detail.get("violations")))
+    return StatusDetails(request_id, retry_after, tuple(violations))
+
+
+def _quota_violations(raw: object) -> list[QuotaViolation]:
+    """The violations of a QuotaFailure; one naming nothing still says that a quota ran out."""
+    items = raw if isinstance(raw, list) else []
+    found = [
+        QuotaViolation(_str(item, "subject"), _str(item, "description"), _str(item, "quotaMetric"))
+        for item in items
+        if isinstance(item, Mapping)
+    ]
+    return found or [QuotaViolation("", "")]
 
 
 def error_from_status(
@@ -117,12 +131,13 @@ def error_from_status(
     elif isinstance(raw_code, str) and raw_code:
         # Some gateways spell the code by name.
         code = Code.from_number(int(raw_code)) if raw_code.isdigit() else Code.from_name(raw_code)
-    body_request_id, body_retry_after = error_details(data.get("details"))
+    details = error_details(data.get("details"))
     return CloudError(
         code,
         _str(data, "message"),
-        request_id=body_request_id or request_id,
-        retry_after=retry_after if retry_after is not None else body_retry_after,
+        request_id=details.request_id or request_id,
+        retry_after=retry_after if retry_after is not None else details.retry_after,
+        quota_violations=details.quota_violations,
     )
 
 

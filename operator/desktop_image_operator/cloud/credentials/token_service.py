@@ -1,6 +1,8 @@
 """The two HTTP endpoints that issue IAM tokens: IAM's JWT exchange and the instance metadata service.
 
-Transient failures are retried here (bounded, with backoff); a refusal becomes a `CredentialsError`.
+Transient failures are retried here (bounded, with backoff); a refusal, whatever its code (UNAUTHENTICATED,
+NOT_FOUND for an unknown key, INVALID_ARGUMENT, ...), becomes a `CredentialsError`: it is the credentials that
+are wrong, not the resource the caller was after.
 Nothing secret (the JWT, the token) is ever put in an error, a log line or a metric label.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
-from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+from desktop_image_operator.cloud.errors import RETRYABLE_CODES, CloudError, Code, CredentialsError
 from desktop_image_operator.cloud.rest import json_object, transport_error
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import METHOD_IAM_CREATE_TOKEN, METHOD_METADATA_TOKEN
@@ -46,9 +48,19 @@ def _scrub(error: CloudError, secrets: tuple[str, ...]) -> CloudError:
     for secret in secrets:
         if secret:
             message = message.replace(secret, _REDACTED)
-    if message == error.message:
+    return error if message == error.message else error.with_message(message)
+
+
+def _final(method: str, error: CloudError) -> CloudError:
+    """The error to raise once retrying is over: an outage or throttling stays what it is (nothing is wrong
+    with the credentials); any other answer refused the credentials."""
+    if error.code in RETRYABLE_CODES:
         return error
-    return CloudError(error.code, message, request_id=error.request_id, retry_after=error.retry_after)
+    return CredentialsError(
+        f"{method} refused the credentials ({error.code.name}): {error.message}",
+        code=error.code,
+        request_id=error.request_id,
+    )
 
 
 class TokenService:
@@ -117,11 +129,7 @@ class TokenService:
                 error = _scrub(raw_error, secrets)
                 observe_cloud_request(method, error.code.name, self.clock.monotonic() - started)
                 if not self._retry.should_retry(error, number):
-                    if error.retryable:
-                        raise error from None
-                    raise CredentialsError(
-                        f"{method} refused: {error.message}", code=error.code, request_id=error.request_id
-                    ) from None
+                    raise _final(method, error) from None
                 delay = self._retry.delay(error, number, self._rng)
                 log.info(
                     "token request failed, retrying",
