@@ -89,9 +89,10 @@ class ManagedClient:
         _require("image_id", image_id)
         return await self._call(METHOD_GET, lambda ctx: self._transport.get_image(ctx, image_id))
 
-    async def find_images(self, folder_id: str, name: str) -> list[CloudImage]:
+    async def find_images(self, folder_id: str, name: str | None = None) -> list[CloudImage]:
         _require("folder_id", folder_id)
-        _require("name", name)
+        if name is not None:
+            _require("name", name)
         found: list[CloudImage] = []
         page_token = ""
         seen_tokens: set[str] = set()
@@ -99,13 +100,13 @@ class ManagedClient:
             list_page = functools.partial(
                 self._transport.list_images,
                 folder_id=folder_id,
-                filter=name_filter(name),
+                filter=name_filter(name) if name is not None else "",
                 page_size=LIST_PAGE_SIZE,
                 page_token=page_token,
             )
             page = await self._call(METHOD_LIST, list_page)
             # Filter again locally: a server that ignored the filter must not make us adopt a stranger.
-            found.extend(image for image in page.images if image.name == name)
+            found.extend(image for image in page.images if name is None or image.name == name)
             page_token = page.next_page_token
             if not page_token:
                 return found

@@ -96,8 +96,8 @@ class DesktopImageClient(Protocol):
 
     async def get_image(self, image_id: str) -> CloudImage: ...
 
-    async def find_images(self, folder_id: str, name: str) -> list[CloudImage]:
-        """All images in the folder with exactly this name (every page of List with `name="..."`)."""
+    async def find_images(self, folder_id: str, name: str | None = None) -> list[CloudImage]:
+        """All images in the folder (every page of List), or only those with exactly this name."""
         ...
 
     async def copy(self, request: CopyRequest, *, idempotency_key: str) -> CloudOperation: ...

@@ -50,8 +50,21 @@ OPTIONS: tuple[Option, ...] = (
         "first wait between polls of a cloud operation (it then backs off)",
         "float",
     ),
+    Option(
+        "--operation-poll-cap-seconds",
+        ("cloud", "operation_poll_cap_seconds"),
+        "longest wait between polls of a running cloud operation",
+        "float",
+    ),
+    Option(
+        "--retry-after-cap-seconds",
+        ("cloud", "retry_after_cap_seconds"),
+        "longest wait the cloud's Retry-After may impose",
+        "float",
+    ),
     Option("--resync-seconds", ("resync_seconds",), "period of the drift check of Ready objects", "float"),
     Option("--retry-base-seconds", ("retry_base_seconds",), "first delay after a transient failure", "float"),
+    Option("--retry-cap-seconds", ("retry_cap_seconds",), "longest delay after transient failures", "float"),
     Option(
         "--terminal-retry-seconds",
         ("terminal_retry_base_seconds",),

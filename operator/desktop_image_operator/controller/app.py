@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    kube = KubeApi(load_client_configuration())
+    kube = KubeApi(
+        load_client_configuration(),
+        timeout_seconds=settings.kube_timeout_seconds,
+        workers=settings.kube_workers,
+    )
     try:
         async with open_cloud(settings.cloud) as session:
             controller = Controller(

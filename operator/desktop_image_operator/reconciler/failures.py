@@ -83,4 +83,4 @@ def _reason(error: CloudError, during: Stage) -> str:
 def operation_failed(kind: str, error: CloudError) -> Failure:
     """A cloud operation of ours that ended in error."""
     reason = {"Copy": r.COPY_FAILED, "Update": r.UPDATE_FAILED, "Delete": r.DELETE_FAILED}[kind]
-    return Failure(reason, f"The {kind.lower()} operation failed: {describe(error)}")
+    return Failure(reason, describe(error))
