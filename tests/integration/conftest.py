@@ -42,11 +42,13 @@ StartOperator = Callable[..., OperatorProcess]
 def start_operator(
     crd: None, kubeconfig: Path, cloud: FakeCloudProcess, namespace: str, tmp_path: Path
 ) -> Iterator[StartOperator]:
-    """Start operator processes watching this test's namespace; all are stopped afterwards."""
+    """Start operator processes watching this test's namespace (or the `namespace` option's); all are
+    stopped afterwards."""
     started: list[OperatorProcess] = []
 
     def start(**options: Any) -> OperatorProcess:
-        operator = OperatorProcess(tmp_path, kubeconfig, cloud, namespace=namespace, **options)
+        options.setdefault("namespace", namespace)
+        operator = OperatorProcess(tmp_path, kubeconfig, cloud, **options)
         started.append(operator)
         return operator
 
