@@ -1,9 +1,10 @@
 """Chaos benchmark: the operator killed with SIGKILL at random instants while objects converge and go.
 
 `python -m benchmarks.chaos` (or `make bench-chaos`) starts the local control plane, the fake cloud and the
-operator, applies N DesktopImages (both sources, distinct names), kills the operator with SIGKILL at random
-instants and restarts it at once, waits (bounded) until all are Ready, then deletes them all while killing it
-again, and waits (bounded) until all are gone. It runs that once per case of a matrix: the fake honouring
+operator, applies N DesktopImages (both sources, distinct names) in batches, one batch each time the operator
+comes up, and kills it with SIGKILL a random while after each batch and restarts it at once; it waits
+(bounded) until all are Ready, then deletes them the same way, batch by batch between kills, and waits
+(bounded) until all are gone. It runs that once per case of a matrix: the fake honouring
 idempotency keys and ignoring them, each with transient faults (UNAVAILABLE and INTERNAL on the
 DesktopImageService and OperationService methods) and optionally without.
 
@@ -29,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 
@@ -42,6 +43,8 @@ from desktop_image_operator.devenv.binaries import Binaries
 from desktop_image_operator.devenv.controlplane import ControlPlane
 from desktop_image_operator.devenv.stack import Kubectl, StackError, WaitTimeout, wait_until
 from desktop_image_operator.fakecloud import methods, seeds
+
+T = TypeVar("T")
 
 CRD_FILE = system.REPO / "crds" / "clouddesktop.yc.io_desktopimages.yaml"
 USER_AGENT = "desktop-image-operator-chaos"
@@ -68,6 +71,11 @@ VERDICT_FIGURES = {
     "stuckConverging": "objects not Ready at the end of convergence",
     "stuckDeleting": "objects not gone at the end of deletion",
 }
+# How each phase's kills are described: what the phase does, to what, and what is still to happen.
+KILL_COLUMNS = {
+    "converge": ("converging", "applied", "not Ready"),
+    "delete": ("deleting", "deleted", "not gone"),
+}
 DISCLAIMER = (
     "Kill instants are random (the seed below reproduces the schedule, not the timing of the processes); "
     "call counts and timings are of one run on the machine described below, not guarantees."
@@ -85,9 +93,10 @@ class ChaosOptions:
     without_faults: bool = False
     # Which idempotency modes to run: "both", "honoured" or "ignored".
     keys: str = "both"
-    copy_seconds: float = 1.5
-    operation_seconds: float = 0.5
-    # Each kill comes this long (uniformly drawn) after the operator last answered its liveness probe.
+    copy_seconds: float = 2.0
+    operation_seconds: float = 1.5
+    # Each kill comes this long (uniformly drawn) after the batch of objects applied or deleted when the
+    # operator last came up.
     min_uptime: float = 0.5
     max_uptime: float = 4.0
     converge_timeout: float = 240.0
@@ -164,8 +173,13 @@ def parse(argv: Sequence[str] | None = None) -> ChaosOptions:
     parser.add_argument("--seed", type=int, help="seed of the kill schedule and the faults (default random)")
     parser.add_argument("--fault-rate", type=float, default=0.2, help="transient fault rate (default 0.2)")
     parser.add_argument("--without-faults", action="store_true", help="also run each case without faults")
-    parser.add_argument("--keys", choices=("both", "honoured", "ignored"), default="both")
-    parser.add_argument("--copy-seconds", type=float, default=1.5, help="the fake's copy time (default 1.5)")
+    parser.add_argument(
+        "--keys", choices=("both", "honoured", "ignored"), default="both", help="idempotency modes to run"
+    )
+    parser.add_argument("--copy-seconds", type=float, default=2.0, help="the fake's copy time (default 2)")
+    parser.add_argument(
+        "--delete-seconds", type=float, default=1.5, help="the fake's delete operation time (default 1.5)"
+    )
     parser.add_argument("--min-uptime", type=float, default=0.5, help="shortest life before a kill (s)")
     parser.add_argument("--max-uptime", type=float, default=4.0, help="longest life before a kill (s)")
     parser.add_argument("--timeout", type=float, default=240.0, help="bound on each phase's final wait (s)")
@@ -185,6 +199,7 @@ def parse(argv: Sequence[str] | None = None) -> ChaosOptions:
         without_faults=args.without_faults,
         keys=args.keys,
         copy_seconds=args.copy_seconds,
+        operation_seconds=args.delete_seconds,
         min_uptime=args.min_uptime,
         max_uptime=args.max_uptime,
         converge_timeout=args.timeout,
@@ -367,17 +382,24 @@ def converge(
     objects: list[dict[str, Any]],
     uptimes: list[float],
 ) -> dict[str, Any]:
-    """Apply all objects, kill the operator on the schedule, then wait (bounded) until all are Ready."""
+    """Apply the objects in batches, one batch per kill, so every kill can catch copies in flight; then wait
+    (bounded) until all are Ready."""
     options = harness.options
     mark = harness.cloud.mark()
     started = time.monotonic()
-    harness.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests.as_list(objects), timeout=120)
-    kills = kill_on_schedule(harness, operator, uptimes, lambda: harness.ready_count(namespace), started)
+
+    def apply(batch: list[dict[str, Any]]) -> None:
+        harness.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests.as_list(batch), timeout=120)
+
+    def not_ready() -> int:
+        return len(objects) - harness.ready_count(namespace)
+
+    kills = kill_on_schedule(operator, uptimes, objects, apply, not_ready, started)
     killed = time.monotonic() - started
 
     def all_ready() -> bool:
         operator.check()
-        return harness.ready_count(namespace) == len(objects)
+        return not_ready() == 0
 
     reached = _wait(all_ready, options.converge_timeout, options.poll_seconds)
     wall = time.monotonic() - started
@@ -401,19 +423,25 @@ def converge(
 
 
 def delete(harness: Harness, operator: Operator, namespace: str, uptimes: list[float]) -> dict[str, Any]:
-    """Delete all objects at once, kill the operator on the schedule, then wait (bounded) until all are gone;
-    every image left in the cloud then is a leak."""
+    """Delete the objects in batches, one batch per kill, then wait (bounded) until all are gone; every image
+    left in the cloud then is a leak."""
     options = harness.options
-    count = len(harness.objects(namespace))
+    names = sorted(item["metadata"]["name"] for item in harness.objects(namespace))
     mark = harness.cloud.mark()
     started = time.monotonic()
-    harness.kubectl("delete", "-n", namespace, "desktopimages", "--all", "--wait=false", timeout=120)
-    kills = kill_on_schedule(harness, operator, uptimes, lambda: len(harness.objects(namespace)), started)
+
+    def delete_batch(batch: list[str]) -> None:
+        harness.kubectl("delete", "-n", namespace, "desktopimages", *batch, "--wait=false", timeout=120)
+
+    def remaining() -> int:
+        return len(harness.objects(namespace))
+
+    kills = kill_on_schedule(operator, uptimes, names, delete_batch, remaining, started)
     killed = time.monotonic() - started
 
     def all_gone() -> bool:
         operator.check()
-        return not harness.objects(namespace)
+        return remaining() == 0
 
     reached = _wait(all_gone, options.delete_timeout, options.poll_seconds)
     wall = time.monotonic() - started
@@ -426,30 +454,49 @@ def delete(harness: Harness, operator: Operator, namespace: str, uptimes: list[f
         "kills": kills,
         "stuck": sorted(item["metadata"]["name"] for item in left),
         "leaked": [_image_summary(image) for image in harness.cloud.images()],
-        "cloudCalls": _calls(harness, mark, max(count, 1)),
+        "cloudCalls": _calls(harness, mark, max(len(names), 1)),
     }
 
 
 def kill_on_schedule(
-    harness: Harness,
     operator: Operator,
     uptimes: list[float],
-    count: Callable[[], int],
+    items: list[T],
+    act: Callable[[list[T]], None],
+    undone: Callable[[], int],
     started: float,
 ) -> list[dict[str, Any]]:
-    """For each planned uptime: let the operator live that long, SIGKILL it, note `count()` (Ready or
-    remaining objects: the state cannot move while it is dead), and start it again at once."""
+    """Split `items` into one batch per planned uptime; for each: `act` on the batch, let the operator live
+    that long, SIGKILL it, note the work it left (`undone()` counts objects not yet where the phase wants
+    them: the count cannot move while it is dead), and start it again at once. Without kills, `act` on all."""
+    batches = split(items, max(len(uptimes), 1))
     kills: list[dict[str, Any]] = []
-    for uptime in uptimes:
+    acted = 0
+    schedule: list[float | None] = [*uptimes] or [None]
+    for batch, uptime in zip(batches, schedule, strict=True):
+        if batch:
+            act(batch)
+            acted += len(batch)
+        if uptime is None:
+            break
         time.sleep(uptime)
         operator.check()
         operator.kill9()
         at = time.monotonic() - started
-        kills.append({"atSeconds": round(at, 2), "uptimeSeconds": uptime, "count": count()})
+        # Objects not yet acted on are not work in flight.
+        pending = undone() - (len(items) - acted)
+        kills.append({"atSeconds": round(at, 2), "uptimeSeconds": uptime, "acted": acted, "pending": pending})
         restart = time.monotonic()
         operator.start()
         kills[-1]["restartSeconds"] = round(time.monotonic() - restart, 2)
     return kills
+
+
+def split(items: list[T], parts: int) -> list[list[T]]:
+    """`parts` consecutive batches whose sizes differ by at most one (some empty when items are few)."""
+    size, extra = divmod(len(items), parts)
+    bounds = [index * size + min(index, extra) for index in range(parts + 1)]
+    return [items[bounds[index] : bounds[index + 1]] for index in range(parts)]
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, interval: float) -> bool:
@@ -579,12 +626,12 @@ def render(results: dict[str, Any]) -> str:
         + ("**clean**." if results["clean"] else "**not clean** (see below)."),
         "",
         f"Per case: {options['objects']} DesktopImages (every other one from the Compute image, the rest "
-        "from stopped desktops; distinct names) applied at once, then all deleted at once. The operator is "
-        f"killed with SIGKILL while they converge ({options['kills_converging']} kills) and while they are "
-        f"deleted ({options['kills_deleting']} kills), each kill {options['min_uptime']:g} to "
-        f"{options['max_uptime']:g} s "
-        "(uniform, seeded) after the restarted operator answered its liveness probe; it is restarted at "
-        f"once. After the kills each phase waits up to {options['converge_timeout']:g} s for all Ready / "
+        "from stopped desktops; distinct names) are applied, then deleted, in batches: one batch as soon as "
+        f"the operator serves, then a SIGKILL {options['min_uptime']:g} to {options['max_uptime']:g} s later "
+        "(uniform, seeded), a restart at once (done when its liveness probe answers), the next batch, and so "
+        f"on: {options['kills_converging']} kills while converging, {options['kills_deleting']} while "
+        "deleting, each able to catch copies or deletions in flight. After the kills each phase waits up to "
+        f"{options['converge_timeout']:g} s for all Ready / "
         f"all gone. The fake's copy takes {options['copy_seconds']:g} s, its delete "
         f"{options['operation_seconds']:g} s. Transient faults: UNAVAILABLE and INTERNAL in equal parts on "
         "every DesktopImageService and OperationService method.",
@@ -604,6 +651,7 @@ def _verdict_table(cases_: list[dict[str, Any]]) -> list[str]:
         ("fault rate", lambda c: f"{c['faultRate']:g}"),
         *((f"**{label}**", _verdict_figure(key)) for key, label in VERDICT_FIGURES.items()),
         ("kills converging / deleting", _kills),
+        ("of them with work in flight (objects not yet Ready / gone)", _kills_in_flight),
         ("converge wall time, incl. kills (s)", lambda c: _get(c, "converge", "wallSeconds")),
         ("delete wall time, incl. kills (s)", lambda c: _get(c, "delete", "wallSeconds")),
         ("copies that made an image, per object: mean / max", _copies),
@@ -646,21 +694,15 @@ def _case_details(case: dict[str, Any]) -> list[str]:
     lines = [f"## {case['label']}", ""]
     if "error" in case:
         lines += ["Did not finish:", "", "```", str(case["error"])[-3000:], "```", ""]
-    for phase, what in (("converge", "Ready"), ("delete", "remaining")):
-        if phase not in case:
-            continue
-        kills = case[phase]["kills"]
+    for phase, (verb, acted, pending) in KILL_COLUMNS.items():
+        kills = case.get(phase, {}).get("kills", [])
+        listed = ", ".join(
+            f"{k['atSeconds']:g}/{k['uptimeSeconds']:g}/{k['acted']}/{k['pending']}/{k['restartSeconds']:g}"
+            for k in kills
+        )
         lines.append(
-            f"Kills while {'converging' if phase == 'converge' else 'deleting'} (s since the phase began / "
-            f"uptime / objects {what} / restart s): "
-            + (
-                ", ".join(
-                    f"{k['atSeconds']:g}/{k['uptimeSeconds']:g}/{k['count']}/{k['restartSeconds']:g}"
-                    for k in kills
-                )
-                or "none"
-            )
-            + "."
+            f"Kills while {verb} (s since the phase began / uptime s / objects {acted} so far / of them "
+            f"{pending} / restart s): {listed or 'none'}."
         )
         lines.append("")
     lines += _findings(case)
@@ -715,6 +757,11 @@ def _kills(case: dict[str, Any]) -> str:
     return (
         f"{len(case.get('converge', {}).get('kills', []))} / {len(case.get('delete', {}).get('kills', []))}"
     )
+
+
+def _kills_in_flight(case: dict[str, Any]) -> str:
+    counts = [sum(1 for k in case.get(p, {}).get("kills", []) if k["pending"]) for p in KILL_COLUMNS]
+    return " / ".join(str(n) for n in counts)
 
 
 def _copies(case: dict[str, Any]) -> str:

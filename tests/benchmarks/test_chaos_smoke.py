@@ -65,6 +65,12 @@ def test_the_verdict_is_clean_only_when_every_figure_is_zero_and_both_phases_fin
     assert not chaos.verdict({"converge": converged, "delete": deleted, "error": "gone"})["clean"]
 
 
+def test_batches_share_the_items_in_order_and_differ_in_size_by_at_most_one() -> None:
+    assert chaos.split(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert chaos.split([1, 2], 3) == [[1], [2], []]
+    assert chaos.split([], 1) == [[]]
+
+
 def test_the_matrix_runs_both_idempotency_modes_with_faults_and_optionally_without() -> None:
     labels = [case.label for case in chaos.cases(chaos.ChaosOptions(without_faults=True))]
     assert labels == [
@@ -107,8 +113,12 @@ def test_a_tiny_chaos_run_kills_as_planned_and_reports_the_calls(
     [case] = data["cases"]
     assert case["label"] == "keys-ignored-faults-20"
     assert case["sources"] == {"computeImageId": 3, "desktopId": 2}
-    assert len(case["converge"]["kills"]) == 1
-    assert len(case["delete"]["kills"]) == 1
+    [converging] = case["converge"]["kills"]
+    [deleting] = case["delete"]["kills"]
+    # One kill per phase: the whole phase is one batch, applied (deleted) before the kill.
+    assert converging["acted"] == deleting["acted"] == OBJECTS
+    assert 0 <= converging["pending"] <= OBJECTS
+    assert 0.5 <= converging["uptimeSeconds"] <= 1.5
     calls = case["converge"]["cloudCalls"]
     copies = sum(calls["byMethod"].get(method, 0) for method in chaos.COPY_METHODS)
     assert copies >= OBJECTS
