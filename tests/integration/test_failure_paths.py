@@ -246,7 +246,9 @@ def test_a_namespace_deletion_finishes_with_the_image_deleted_in_the_cloud(
     wait_ready_at(kubectl, own_namespace, "in-doomed-namespace", 1)
     assert_cloud_matches(cloud, kubectl, own_namespace, "in-doomed-namespace")
 
-    # The namespace controller deletes the Secret and the object together, in no promised order.
+    # The namespace controller deletes the Secret and the object together, in no promised order; a cloud
+    # that stutters on the Delete makes the object's deletion outlast the Secret's.
+    cloud.fault(method=DELETE, code="UNAVAILABLE", count=5)
     kubectl("delete", "namespace", own_namespace, f"--timeout={WAIT}s", timeout=WAIT + 10)
 
     assert principals(cloud, DELETE) == {key["service_account_id"]}
