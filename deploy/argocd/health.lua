@@ -10,7 +10,7 @@
 --                retries with backoff (Throttled, CloudUnavailable, UpdateFailed, DeleteFailed);
 --                Ready Unknown.
 --   Healthy      Ready is True at the current generation.
---   Degraded     Ready is False for a terminal reason (CopyFailed, NameConflict, ImageNotFound, ...) or
+--   Degraded     Ready is False for a terminal reason (CopyFailed, NameConflict, AdoptionConflict, ...) or
 --                one this script does not know: the operator will not fix it alone.
 --
 -- The message is the Ready condition's "Reason: message"; when Synced is False for another reason (a
@@ -45,6 +45,7 @@ local TRANSIENT = {
 local TERMINAL = {
   CopyFailed = true,
   NameConflict = true,
+  AdoptionConflict = true,
   ImageNotFound = true,
   SourceNotFound = true,
   SourceNotReady = true,

@@ -16,13 +16,16 @@ from typing import Any
 
 import httpx
 
-from desktop_image_operator.cloud import CloudSettings, DesktopImageClient, open_cloud
+from desktop_image_operator.cloud import CloudSettings, CopyRequest, DesktopImageClient, open_cloud
 from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
+from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 
 UID = "0b6f1a52-3c1e-4c59-9a4e-2f1d8e7c6b5a"
+OTHER_UID = "11111111-2222-3333-4444-555555555555"
+CLUSTER_ID = "c0ffee00-0000-4000-8000-000000000001"
 COPY_SECONDS = 10.0
 OPERATION_SECONDS = 2.0
 TIMING = Timing(
@@ -109,6 +112,18 @@ def ready(body: dict[str, Any]) -> tuple[str, str]:
     return found["status"], found["reason"]
 
 
+class KnownOwners:
+    """The objects that exist in the cluster, as the controller would find them on the API server."""
+
+    def __init__(self) -> None:
+        self.live: set[str] = set()
+        self.asked: list[Owner] = []
+
+    async def exists(self, owner: Owner) -> bool:
+        self.asked.append(owner)
+        return owner.uid in self.live
+
+
 class Stand:
     """One object, the reconciler, and the fake cloud with its admin API."""
 
@@ -119,7 +134,10 @@ class Stand:
         self.cloud = cloud
         self.clock = clock
         self.admin = admin
-        self.reconciler = Reconciler(timing=TIMING, clock=clock.datetime)
+        self.owners = KnownOwners()
+        self.reconciler = Reconciler(
+            timing=TIMING, cluster_id=CLUSTER_ID, owners=self.owners, clock=clock.datetime
+        )
         self.body = manifest()
         self.recorder = Recorder(self.body)
 
@@ -149,6 +167,19 @@ class Stand:
             self.clock.advance(outcome.requeue_after)
             outcome = await self.reconcile()
         raise AssertionError(f"no steady state after {steps} steps: {outcome}")
+
+    async def make_image(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """An image made outside the operator (by hand, another tool or another cluster), ACTIVE."""
+        request = CopyRequest(
+            name=name,
+            compute_image_id=seeds.COMPUTE_IMAGE_ID,
+            folder_id=seeds.FOLDER_ID,
+            labels=labels or {},
+        )
+        operation = await self.cloud.copy(request, idempotency_key=f"by-hand-{name}")
+        self.clock.advance(COPY_SECONDS)
+        assert operation.image_id is not None
+        return operation.image_id
 
     # -- the fake's admin API -------------------------------------------------------------------------
 

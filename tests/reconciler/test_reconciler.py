@@ -8,14 +8,22 @@ from typing import Any
 
 import pytest
 
-from desktop_image_operator.api.constants import OWNER_UID_LABEL
+from desktop_image_operator.api.constants import (
+    OWNER_CLUSTER_LABEL,
+    OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    OWNER_UID_LABEL,
+)
 from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.reconciler import naming
 from desktop_image_operator.reconciler import reasons as r
+from desktop_image_operator.reconciler.ownership import cluster_label
 from desktop_image_operator.reconciler.reconciler import Result
 from tests.reconciler.harness import (
+    CLUSTER_ID,
     COPY_SECONDS,
     OPERATION_SECONDS,
+    OTHER_UID,
     UID,
     Crash,
     Stand,
@@ -32,6 +40,13 @@ pytestmark = pytest.mark.timeout(60)
 async def s() -> AsyncIterator[Stand]:
     async with stand() as opened:
         yield opened
+
+
+def another_object() -> dict[str, Any]:
+    """Another object of the namespace that asks for the same cloud image name."""
+    body = manifest(name="analysts-base")
+    body["metadata"].update(name="someone-else", uid=OTHER_UID)
+    return body
 
 
 async def copy_keys(s: Stand) -> list[str]:
@@ -67,7 +82,13 @@ async def test_a_new_object_starts_one_copy_and_records_it_without_waiting(s: St
     assert ready(s.body) == ("False", r.COPYING)
     assert s.recorder.reasons() == ["CopyStarted"]
     [image] = await s.images()
-    assert image["labels"] == {"team": "a", OWNER_UID_LABEL: UID}
+    assert image["labels"] == {
+        "team": "a",
+        OWNER_UID_LABEL: UID,
+        OWNER_CLUSTER_LABEL: cluster_label(CLUSTER_ID),
+        OWNER_NAMESPACE_LABEL: "team-a",
+        OWNER_NAME_LABEL: "analysts-base",
+    }
     assert image["name"] == "analysts-base"  # metadata.name when spec.name is absent
 
 
@@ -169,13 +190,14 @@ async def test_a_recorded_copy_is_followed_after_a_restart_not_repeated(s: Stand
 async def test_a_stranger_holding_our_name_is_a_conflict_and_is_left_alone(s: Stand) -> None:
     await ready_image(s)
     [stranger] = await s.images()
-    s.use(manifest())
-    s.body["metadata"]["uid"] = "11111111-2222-3333-4444-555555555555"
+    s.use(another_object())
 
     outcome = await s.reconcile()
     assert outcome.result is Result.TERMINAL_ERROR
     assert ready(s.body) == ("False", r.NAME_CONFLICT)
-    assert stranger["id"] in condition(s.body, "Ready")["message"]
+    message = condition(s.body, "Ready")["message"]
+    assert stranger["id"] in message
+    assert "team-a/analysts-base" in message  # the owner, named
     assert len(await copy_keys(s)) == 1
     assert s.recorder.reasons() == [r.NAME_CONFLICT]
 
@@ -446,8 +468,7 @@ async def test_deletion_finds_an_unrecorded_copy_by_its_label(s: Stand) -> None:
 
 async def test_deletion_never_touches_a_stranger_s_image(s: Stand) -> None:
     await ready_image(s)
-    s.use(manifest())
-    s.body["metadata"]["uid"] = "11111111-2222-3333-4444-555555555555"
+    s.use(another_object())
     assert (await s.finalize()).result is Result.DELETED
     assert len(await s.images()) == 1
 

@@ -49,6 +49,9 @@ def test_exactly_one_source() -> None:
     assert holds(one_source, {"computeImageId": "fd8"})
     assert not holds(one_source, {})
     assert not holds(one_source, {"desktopId": "e3v", "computeImageId": "fd8"})
+    assert holds(one_source, {"imageId": "e3w"})
+    assert not holds(one_source, {"imageId": "e3w", "desktopId": "e3v"})
+    assert not holds(one_source, {"imageId": "e3w", "computeImageId": "fd8"})
 
 
 def test_source_is_immutable() -> None:
@@ -58,8 +61,15 @@ def test_source_is_immutable() -> None:
     assert not holds(immutable, {"computeImageId": "e3v"}, old={"desktopId": "e3v"})
 
 
+def test_folder_is_refused_with_an_adopted_image() -> None:
+    _, _, forbidden = rules_at("spec")
+    assert holds(forbidden, {"source": {"imageId": "e3w"}})
+    assert holds(forbidden, {"source": {"desktopId": "e3v"}, "folderId": "b1g"})
+    assert not holds(forbidden, {"source": {"imageId": "e3w"}, "folderId": "b1g"})
+
+
 def test_folder_is_required_with_a_compute_image() -> None:
-    required, _ = rules_at("spec")
+    required, _, _ = rules_at("spec")
     assert holds(required, {"source": {"desktopId": "e3v"}})
     assert holds(required, {"source": {"computeImageId": "fd8"}, "folderId": "b1g"})
     assert not holds(required, {"source": {"computeImageId": "fd8"}})
@@ -76,7 +86,7 @@ def test_folder_is_required_with_a_compute_image() -> None:
     ],
 )
 def test_folder_is_immutable(old: str | None, new: str | None, allowed: bool) -> None:
-    _, immutable = rules_at("spec")
+    _, immutable, _ = rules_at("spec")
 
     def spec(folder: str | None) -> dict[str, Any]:
         return {"source": {"desktopId": "e3v"}} | ({"folderId": folder} if folder else {})
@@ -124,6 +134,8 @@ def test_the_ownership_label_is_reserved() -> None:
     _keys, reserved_rule = rules_at("spec.labels")
     assert holds(reserved_rule, {"team": "a"})
     assert not holds(reserved_rule, {OWNER_UID_LABEL: "x"})
+    assert not holds(reserved_rule, {"clouddesktop-yc-io-owner-cluster": "x"})
+    assert holds(reserved_rule, {"clouddesktop-yc-io": "close, but not the prefix"})
 
 
 @pytest.mark.parametrize(

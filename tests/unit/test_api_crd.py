@@ -188,7 +188,7 @@ def test_strings_maps_and_lists_are_bounded(root: Schema) -> None:
 
 def test_defaults_are_valid_values(root: Schema) -> None:
     defaults = {path: node["default"] for path, node in walk(root) if "default" in node}
-    assert defaults == {".spec.deletionPolicy": "Delete", ".spec.credentialsRef.key": "key.json"}
+    assert defaults == {".spec.managementPolicy": "Manage", ".spec.credentialsRef.key": "key.json"}
     assert "Delete" in at(root, "spec.deletionPolicy")["enum"]
     key = at(root, "spec.credentialsRef.key")
     assert re.fullmatch(key["pattern"], "key.json")
@@ -287,14 +287,16 @@ def test_every_cel_rule_is_in_place(root: Schema) -> None:
         "!has(self.source.computeImageId) || has(self.folderId)",
         "has(self.folderId) == has(oldSelf.folderId)"
         " && (!has(self.folderId) || self.folderId == oldSelf.folderId)",
+        "!has(self.source.imageId) || !has(self.folderId)",
     ]
     assert rules_at(at(root, "spec.source")) == [
-        "has(self.desktopId) != has(self.computeImageId)",
+        "(has(self.desktopId) ? 1 : 0) + (has(self.computeImageId) ? 1 : 0) + (has(self.imageId) ? 1 : 0)"
+        " == 1",
         "self == oldSelf",
     ]
     assert rules_at(at(root, "spec.labels")) == [
         "self.all(k, size(k) <= 63 && k.matches('^[a-z][-_0-9a-z]*$'))",
-        "!('clouddesktop-yc-io-owner-uid' in self)",
+        "self.all(k, !k.startsWith('clouddesktop-yc-io-'))",
     ]
     assert rules_at(at(root, "spec.credentialsRef.key")) == ["self != '.' && !self.startsWith('..')"]
     placed = {path for path, node in walk(root) if "x-kubernetes-validations" in node}
@@ -305,7 +307,7 @@ def test_cel_messages_name_their_field(root: Schema) -> None:
     for path, node in walk(root):
         for entry in node.get("x-kubernetes-validations", []):
             assert set(entry) <= {"rule", "message", "fieldPath", "reason"}, path
-            assert entry["reason"] in {"FieldValueInvalid", "FieldValueRequired"}, path
+            assert entry["reason"] in {"FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden"}, path
             field = (path + entry.get("fieldPath", "")).lstrip(".")
             assert entry["message"].startswith(field), (field, entry["message"])
 

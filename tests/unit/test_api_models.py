@@ -38,6 +38,7 @@ FULL_SPEC: dict[str, Any] = {
     "description": "Base image for the analysts' desktops.",
     "labels": {"team": "analytics", "cost_center": "a-17", "empty": ""},
     "deletionPolicy": "Retain",
+    "managementPolicy": "Observe",
     "credentialsRef": {"name": "yc-sa-key", "key": "key.json"},
 }
 
@@ -79,8 +80,21 @@ def test_minimal_spec_from_a_desktop_takes_the_defaults() -> None:
     assert spec.source.compute_image_id is None
     assert spec.folder_id is None
     assert spec.name is None
-    assert spec.deletion_policy == "Delete"
+    assert spec.deletion_policy is None
+    assert spec.effective_deletion_policy == "Delete"
+    assert spec.management_policy == "Manage"
     assert spec.credentials_ref is None
+
+
+def test_an_adopted_image_is_retained_unless_the_manifest_says_delete() -> None:
+    adopted = DesktopImageSpec.model_validate({"source": {"imageId": "e3w"}})
+    assert adopted.effective_deletion_policy == "Retain"
+    told = DesktopImageSpec.model_validate({"source": {"imageId": "e3w"}, "deletionPolicy": "Delete"})
+    assert told.effective_deletion_policy == "Delete"
+
+
+def test_an_adopted_image_takes_no_folder() -> None:
+    assert cel.FOLDER_WITH_IMAGE_MESSAGE in refusal({"source": {"imageId": "e3w"}, "folderId": "b1g"})
 
 
 def test_full_spec_parses_and_dumps_back_to_the_manifest() -> None:
@@ -102,7 +116,7 @@ def test_snake_case_names_work_in_python_and_dump_as_camel_case() -> None:
     assert spec.model_dump(by_alias=True, exclude_none=True) == {
         "source": {"computeImageId": "fd8x"},
         "folderId": "b1g",
-        "deletionPolicy": "Delete",
+        "managementPolicy": "Manage",
         "credentialsRef": {"name": "key", "key": "key.json"},
     }
 
@@ -114,8 +128,8 @@ def test_unknown_fields_are_ignored_like_the_api_server_prunes_them() -> None:
 
 @pytest.mark.parametrize(
     "source",
-    [{}, {"desktopId": "e3v", "computeImageId": "fd8"}],
-    ids=["neither", "both"],
+    [{}, {"desktopId": "e3v", "computeImageId": "fd8"}, {"desktopId": "e3v", "imageId": "e3w"}],
+    ids=["neither", "both", "copy-and-adopt"],
 )
 def test_exactly_one_source(source: dict[str, str]) -> None:
     assert cel.ONE_SOURCE_MESSAGE in refusal(spec_with(source=source, folderId="b1g"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from desktop_image_operator.api import validation as v
-from desktop_image_operator.api.constants import OWNER_UID_LABEL
+from desktop_image_operator.api.constants import RESERVED_LABEL_PREFIX
 
 CelReason = Literal["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"]
 
@@ -34,10 +34,15 @@ def validations(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"x-kubernetes-validations": [dict(rule) for rule in rules]}
 
 
-ONE_SOURCE_MESSAGE: Final = "spec.source: exactly one of desktopId or computeImageId must be set"
-ONE_SOURCE_RULE: Final = cel_rule("has(self.desktopId) != has(self.computeImageId)", ONE_SOURCE_MESSAGE)
+ONE_SOURCE_MESSAGE: Final = "spec.source: exactly one of desktopId, computeImageId or imageId must be set"
+ONE_SOURCE_RULE: Final = cel_rule(
+    "(has(self.desktopId) ? 1 : 0) + (has(self.computeImageId) ? 1 : 0) + (has(self.imageId) ? 1 : 0) == 1",
+    ONE_SOURCE_MESSAGE,
+)
 
-SOURCE_IMMUTABLE_MESSAGE: Final = "spec.source is immutable: create a new DesktopImage to copy another source"
+SOURCE_IMMUTABLE_MESSAGE: Final = (
+    "spec.source is immutable: create a new DesktopImage to copy or adopt another source"
+)
 SOURCE_IMMUTABLE_RULE: Final = cel_rule("self == oldSelf", SOURCE_IMMUTABLE_MESSAGE)
 
 FOLDER_REQUIRED_MESSAGE: Final = "spec.folderId is required when spec.source.computeImageId is set"
@@ -55,6 +60,16 @@ FOLDER_IMMUTABLE_RULE: Final = cel_rule(
     "has(self.folderId) == has(oldSelf.folderId)"
     " && (!has(self.folderId) || self.folderId == oldSelf.folderId)",
     FOLDER_IMMUTABLE_MESSAGE,
+    field_path=".folderId",
+)
+
+FOLDER_WITH_IMAGE_MESSAGE: Final = (
+    "spec.folderId must not be set with spec.source.imageId: an adopted image stays in its own folder"
+)
+FOLDER_WITH_IMAGE_RULE: Final = cel_rule(
+    "!has(self.source.imageId) || !has(self.folderId)",
+    FOLDER_WITH_IMAGE_MESSAGE,
+    reason="FieldValueForbidden",
     field_path=".folderId",
 )
 
@@ -82,8 +97,12 @@ LABEL_KEYS_RULE: Final = cel_rule(
     LABEL_KEYS_MESSAGE,
 )
 
-RESERVED_LABEL_MESSAGE: Final = f"spec.labels: the key {OWNER_UID_LABEL} is reserved for the operator"
-RESERVED_LABEL_RULE: Final = cel_rule(f"!({cel_string(OWNER_UID_LABEL)} in self)", RESERVED_LABEL_MESSAGE)
+RESERVED_LABEL_MESSAGE: Final = (
+    f"spec.labels: keys starting with {RESERVED_LABEL_PREFIX} are reserved for the ownership labels"
+)
+RESERVED_LABEL_RULE: Final = cel_rule(
+    f"self.all(k, !k.startsWith({cel_string(RESERVED_LABEL_PREFIX)}))", RESERVED_LABEL_MESSAGE
+)
 
 # Secret keys: the pattern cannot say "not '.' and not starting with '..'" (RE2 has no lookahead).
 SECRET_KEY_MESSAGE: Final = "spec.credentialsRef.key must not be '.' or start with '..'"

@@ -9,9 +9,10 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model
 from desktop_image_operator.api import cel
 from desktop_image_operator.api import validation as v
 from desktop_image_operator.api.base import ApiModel
-from desktop_image_operator.api.constants import OWNER_UID_LABEL
+from desktop_image_operator.api.constants import RESERVED_LABEL_PREFIX
 
 DeletionPolicy = Literal["Delete", "Retain"]
+ManagementPolicy = Literal["Manage", "Observe"]
 
 CloudId = Annotated[str, StringConstraints(min_length=1, max_length=v.CLOUD_ID_MAX_LENGTH)]
 CloudName = Annotated[
@@ -29,7 +30,7 @@ def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
     if bad:
         raise ValueError(f"{cel.LABEL_KEYS_MESSAGE} (invalid: {', '.join(map(repr, bad))})")
     # Mirrors RESERVED_LABEL_RULE.
-    if OWNER_UID_LABEL in labels:
+    if any(key.startswith(RESERVED_LABEL_PREFIX) for key in labels):
         raise ValueError(cel.RESERVED_LABEL_MESSAGE)
     return labels
 
@@ -63,8 +64,9 @@ SecretKey = Annotated[
 
 
 class ImageSource(ApiModel):
-    """Where the cloud image is copied from: exactly one of desktopId or computeImageId. Immutable: to copy
-    from another source, create a new DesktopImage."""
+    """Where the cloud image comes from: copied from a desktop (desktopId) or a Compute image
+    (computeImageId), or an existing Cloud Desktop image adopted as it is (imageId). Exactly one. Immutable:
+    to copy or adopt another source, create a new DesktopImage."""
 
     model_config = ConfigDict(
         json_schema_extra=cel.validations(cel.ONE_SOURCE_RULE, cel.SOURCE_IMMUTABLE_RULE)
@@ -83,10 +85,21 @@ class ImageSource(ApiModel):
             "ID of a Compute Cloud image to copy (DesktopImageService.Copy). spec.folderId is then required."
         ),
     )
+    image_id: CloudId | None = Field(
+        None,
+        description=(
+            "ID of an existing Cloud Desktop image to adopt instead of copying one: the operator stamps its "
+            "ownership labels on it, mirrors it into status and from then on manages its name, description "
+            "and labels. Nothing is copied. An image that another existing DesktopImage owns is never taken "
+            "over (Ready reason AdoptionConflict). An adopted image is kept in the cloud when this object is "
+            "deleted unless spec.deletionPolicy is Delete."
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
-        if (self.desktop_id is None) == (self.compute_image_id is None):
+        chosen = [self.desktop_id, self.compute_image_id, self.image_id]
+        if sum(value is not None for value in chosen) != 1:
             raise ValueError(cel.ONE_SOURCE_MESSAGE)
         return self
 
@@ -108,21 +121,24 @@ class DesktopImageSpec(ApiModel):
     called. Changes of name, description and labels are applied to the cloud image in place."""
 
     model_config = ConfigDict(
-        json_schema_extra=cel.validations(cel.FOLDER_REQUIRED_RULE, cel.FOLDER_IMMUTABLE_RULE)
+        json_schema_extra=cel.validations(
+            cel.FOLDER_REQUIRED_RULE, cel.FOLDER_IMMUTABLE_RULE, cel.FOLDER_WITH_IMAGE_RULE
+        )
     )
 
     source: ImageSource = Field(
         description=(
-            "Where the image is copied from: exactly one of desktopId or computeImageId. "
-            "Immutable: to copy from another source, create a new DesktopImage."
+            "Where the image comes from: exactly one of desktopId or computeImageId (copied) or imageId "
+            "(an existing image, adopted). Immutable: to copy or adopt another source, create a new "
+            "DesktopImage."
         )
     )
     folder_id: CloudId | None = Field(
         None,
         description=(
             "ID of the folder the image is created in. Required with source.computeImageId; with "
-            "source.desktopId it defaults to the desktop's folder. Immutable: it cannot be added, removed "
-            "or changed after creation."
+            "source.desktopId it defaults to the desktop's folder; not allowed with source.imageId (the "
+            "image stays in its folder). Immutable: it cannot be added, removed or changed after creation."
         ),
     )
     name: CloudName | None = Field(
@@ -145,11 +161,21 @@ class DesktopImageSpec(ApiModel):
             "The operator adds its own ownership labels on top of these."
         ),
     )
-    deletion_policy: DeletionPolicy = Field(
-        "Delete",
+    deletion_policy: DeletionPolicy | None = Field(
+        None,
         description=(
-            "What happens to the cloud image when this object is deleted: Delete (the default) deletes it, "
-            "Retain leaves it in the cloud."
+            "What happens to the cloud image when this object is deleted: Delete deletes it, Retain leaves "
+            "it in the cloud. Defaults to Delete for a copied image and to Retain for an adopted one "
+            "(source.imageId): the operator deletes an image it did not create only when told to."
+        ),
+    )
+    management_policy: ManagementPolicy = Field(
+        "Manage",
+        description=(
+            "Manage (the default): the operator creates or adopts the image and keeps it as the spec says. "
+            "Observe: the operator only reads the image (source.imageId, or the one it found before) and "
+            "mirrors it into status; it makes no change in the cloud, stamps no label and never deletes it. "
+            "Switching to Manage later adopts the image."
         ),
     )
     credentials_ref: CredentialsRef | None = Field(
@@ -164,4 +190,12 @@ class DesktopImageSpec(ApiModel):
     def _folder_with_compute_image(self) -> Self:
         if self.source.compute_image_id is not None and self.folder_id is None:
             raise ValueError(cel.FOLDER_REQUIRED_MESSAGE)
+        if self.source.image_id is not None and self.folder_id is not None:
+            raise ValueError(cel.FOLDER_WITH_IMAGE_MESSAGE)
         return self
+
+    @property
+    def effective_deletion_policy(self) -> DeletionPolicy:
+        if self.deletion_policy is not None:
+            return self.deletion_policy
+        return "Retain" if self.source.image_id is not None else "Delete"

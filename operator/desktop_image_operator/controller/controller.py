@@ -185,7 +185,7 @@ class Controller:
     async def _finalize_resource(
         self, resource: Resource, write: StatusWriter, events: KopfEvents
     ) -> Outcome:
-        if resource.spec.deletion_policy == "Retain":
+        if resource.retains_image:
             return await self._reconciler.finalize(resource, None, write, events)
         try:
             cloud = await self._credentials.client_for(resource)

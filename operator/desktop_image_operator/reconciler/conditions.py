@@ -9,6 +9,7 @@ from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED, Condit
 
 # Reasons, CamelCase as Kubernetes conventions ask, with their kinds in one table (reasons.py).
 from desktop_image_operator.reconciler.reasons import (
+    ADOPTION_CONFLICT,
     AVAILABLE,
     CLOUD_UNAVAILABLE,
     COPY_FAILED,
@@ -33,6 +34,7 @@ from desktop_image_operator.reconciler.reasons import (
 )
 
 __all__ = [
+    "ADOPTION_CONFLICT",
     "AVAILABLE",
     "CLOUD_UNAVAILABLE",
     "COPYING",

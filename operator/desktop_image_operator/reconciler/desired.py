@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from desktop_image_operator.cloud.types import CloudImage
-from desktop_image_operator.reconciler.naming import ownership_labels
+from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator.reconciler.resource import Resource
 
 
@@ -19,9 +19,9 @@ class DesiredImage:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, resource: Resource) -> DesiredImage:
+    def of(cls, resource: Resource, owner: Owner) -> DesiredImage:
         labels = dict(resource.spec.labels or {})
-        labels.update(ownership_labels(resource.uid))
+        labels.update(owner.labels())
         return cls(name=resource.image_name, description=resource.spec.description or "", labels=labels)
 
     def mask(self, image: CloudImage) -> list[str]:

@@ -15,11 +15,6 @@ from desktop_image_operator.api.constants import OWNER_UID_LABEL
 _KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, GROUP)
 
 
-def ownership_labels(uid: str) -> dict[str, str]:
-    # Kubernetes UIDs are lowercase UUIDs: 36 characters of [0-9a-f-], a valid cloud label value.
-    return {OWNER_UID_LABEL: uid.lower()}
-
-
 def is_owned_by(labels: Mapping[str, str], uid: str) -> bool:
     return labels.get(OWNER_UID_LABEL) == uid.lower()
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from desktop_image_operator.api import OperationRecord
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.types import CloudImage, DesktopImageClient, ImageStatus
-from desktop_image_operator.reconciler import naming
+from desktop_image_operator.reconciler.ownership import Claim, Owner, claim
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 
@@ -47,7 +47,7 @@ class Observation:
     image: CloudImage | None = None
     # The image was found by its ownership label, not through status (a copy whose answer was lost).
     found_by_label: bool = False
-    # Status names an image the cloud no longer has.
+    # Status (or spec.source.imageId) names an image the cloud does not have.
     recorded_image_gone: bool = False
     folder_id: str | None = None
     # The desktop to copy from does not exist (so its folder is unknown).
@@ -57,17 +57,17 @@ class Observation:
 
 
 async def observe(
-    resource: Resource, cloud: DesktopImageClient, timing: Timing, now: datetime
+    resource: Resource, me: Owner, cloud: DesktopImageClient, timing: Timing, now: datetime
 ) -> Observation:
     operation = await _operation(resource.status.operation, cloud, timing, now)
     if operation is not None and operation.running:
         return Observation(operation=operation)  # nothing else can change until it ends
-    image_id = resource.status.image_id
+    image_id = resource.spec.source.image_id or resource.status.image_id
     if operation is not None and operation.failed and operation.record.kind == "Copy":
-        image_id = None  # the cloud removes the image of a failed copy
+        image_id = resource.spec.source.image_id  # the cloud removes the image of a failed copy
     if image_id:
         return await _recorded_image(cloud, image_id, operation)
-    return await _look_up(resource, cloud, operation)
+    return await _look_up(resource, me, cloud, operation)
 
 
 async def _operation(
@@ -98,22 +98,15 @@ async def _recorded_image(
 
 
 async def _look_up(
-    resource: Resource, cloud: DesktopImageClient, operation: OperationView | None
+    resource: Resource, me: Owner, cloud: DesktopImageClient, operation: OperationView | None
 ) -> Observation:
-    """Our image by its ownership label, whatever its name (status does not know it)."""
+    """Our image by its ownership labels, whatever its name (status does not know it)."""
     folder_id = await _folder(resource, cloud)
     if folder_id is None:
         return Observation(operation=operation, source_missing=True)
     images = await cloud.find_images(folder_id)
-    ours = [image for image in images if naming.is_owned_by(image.labels, resource.uid)]
-    stranger = next(
-        (
-            i
-            for i in images
-            if i.name == resource.image_name and not naming.is_owned_by(i.labels, resource.uid)
-        ),
-        None,
-    )
+    ours = [image for image in images if _is_ours(image, me)]
+    stranger = next((i for i in images if i.name == resource.image_name and not _is_ours(i, me)), None)
     return Observation(
         operation=operation,
         image=_best(ours),
@@ -121,6 +114,11 @@ async def _look_up(
         folder_id=folder_id,
         name_taken_by=stranger,
     )
+
+
+def _is_ours(image: CloudImage, me: Owner) -> bool:
+    # Stamped for this object, or for an earlier object of our namespace and name (which cannot exist now).
+    return claim(image.labels, me)[0] in (Claim.OURS, Claim.PREVIOUS)
 
 
 def _best(images: list[CloudImage]) -> CloudImage | None:

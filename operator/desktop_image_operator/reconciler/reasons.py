@@ -32,6 +32,7 @@ UPDATE_FAILED: Final = "UpdateFailed"
 DELETE_FAILED: Final = "DeleteFailed"
 COPY_FAILED: Final = "CopyFailed"
 NAME_CONFLICT: Final = "NameConflict"
+ADOPTION_CONFLICT: Final = "AdoptionConflict"
 IMAGE_NOT_FOUND: Final = "ImageNotFound"
 SOURCE_NOT_FOUND: Final = "SourceNotFound"
 SOURCE_NOT_READY: Final = "SourceNotReady"
@@ -58,6 +59,7 @@ KINDS: Final[dict[str, Kind]] = {
     # A failed copy costs a whole copy to retry: the slow schedule, or at once on a spec change.
     COPY_FAILED: Kind.TERMINAL,
     NAME_CONFLICT: Kind.TERMINAL,
+    ADOPTION_CONFLICT: Kind.TERMINAL,
     IMAGE_NOT_FOUND: Kind.TERMINAL,
     SOURCE_NOT_FOUND: Kind.TERMINAL,
     SOURCE_NOT_READY: Kind.TERMINAL,

@@ -46,6 +46,7 @@ from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.desired import DesiredImage
 from desktop_image_operator.reconciler.failures import Failure, Stage, classify, operation_failed
 from desktop_image_operator.reconciler.observation import Observation, OperationView, observe
+from desktop_image_operator.reconciler.ownership import AssumeOwnersExist, Claim, Owner, Owners, claim
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 
@@ -89,13 +90,23 @@ class Outcome:
 
 class Reconciler:
     def __init__(
-        self, *, timing: Timing | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        *,
+        timing: Timing | None = None,
+        cluster_id: str = "",
+        owners: Owners | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`cluster_id` identifies this cluster in the ownership labels; `owners` tells whether another
+        object that owns an image still exists (by default it is assumed to)."""
         self.timing = timing or Timing()
+        self._cluster_id = cluster_id
+        self._owners = owners or AssumeOwnersExist()
         self._now = clock
 
     def _run(self, resource: Resource, write: StatusWriter, events: Events) -> _Run:
-        return _Run(resource, write, events, self._now(), self.timing)
+        me = Owner.of(resource.uid, self._cluster_id, resource.namespace, resource.name)
+        return _Run(resource, me, write, events, self._now(), self.timing)
 
     async def report(
         self, resource: Resource, failure: Failure, write: StatusWriter, events: Events
@@ -112,8 +123,8 @@ class Reconciler:
         if resource.paused:
             return await run.paused("Paused by the clouddesktop.yc.io/paused annotation.")
         try:
-            seen = await observe(resource, cloud, self.timing, run.now)
-            return await _Decide(run, cloud, seen).reconcile()
+            seen = await observe(resource, run.me, cloud, self.timing, run.now)
+            return await _Decide(run, cloud, seen, self._owners).reconcile()
         except CloudError as error:
             return await run.fail(classify(error, during=run.stage))
         except Failure as failure:
@@ -129,19 +140,18 @@ class Reconciler:
         Returns DELETED or RETAINED when the finalizer may go; otherwise an outcome to look again after.
         """
         run = self._run(resource, write, events)
-        if resource.spec.deletion_policy == "Retain":
+        if resource.retains_image:
             if run.status.image_id:
-                events.normal(
-                    "ImageRetained", f"Cloud image {run.status.image_id} is kept (deletionPolicy Retain)."
-                )
+                why = "observed only" if resource.observe_only else "deletionPolicy Retain"
+                events.normal("ImageRetained", f"Cloud image {run.status.image_id} is kept ({why}).")
             return Outcome(Result.RETAINED, r.DELETING)
         if resource.paused:
             return await run.paused("Deletion waits: paused by the clouddesktop.yc.io/paused annotation.")
         assert cloud is not None, "only a Retain policy needs no cloud client"
         run.stage = "delete"
         try:
-            seen = await observe(resource, cloud, self.timing, run.now)
-            return await _Decide(run, cloud, seen).release()
+            seen = await observe(resource, run.me, cloud, self.timing, run.now)
+            return await _Decide(run, cloud, seen, self._owners).release()
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
         except Failure as failure:
@@ -151,10 +161,11 @@ class Reconciler:
 class _Decide:
     """One decision on one observation, and the single action it takes."""
 
-    def __init__(self, run: _Run, cloud: DesktopImageClient, seen: Observation) -> None:
+    def __init__(self, run: _Run, cloud: DesktopImageClient, seen: Observation, owners: Owners) -> None:
         self.run = run
         self.cloud = cloud
         self.seen = seen
+        self.owners = owners
         self.status = run.status
         self.resource = run.resource
 
@@ -167,12 +178,42 @@ class _Decide:
                 return await self.run.operation_failed(operation)
             self.status.operation = None  # it succeeded (or is lost): the image says the rest
         if self.seen.recorded_image_gone:
-            message = f"Cloud image {self.status.image_id} no longer exists; it is not recreated."
-            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
+            raise _image_gone(self.resource)
         image = self.seen.image
+        if self.resource.observe_only:
+            return await self._observe_only(image)
         if image is None:
             return await self._copy()
+        if self.resource.spec.source.image_id and self.status.image_id != image.id:
+            await self._may_adopt(image)
+            self.status.image_id = image.id
         return await self._converge(image)
+
+    async def _observe_only(self, image: CloudImage | None) -> Outcome:
+        """Managed by someone else: read and report, never change anything in the cloud."""
+        if image is None:
+            message = "No cloud image to observe: set spec.source.imageId, or switch to Manage to create one."
+            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
+        self.run.mirror(image)
+        if image.status is ImageStatus.ACTIVE:
+            return await self.run.ready(image, "The cloud image is ACTIVE (observed, not managed).")
+        if image.status is ImageStatus.DELETING:
+            raise Failure(r.IMAGE_NOT_FOUND, f"Cloud image {image.id} is being deleted.", cloud_error=False)
+        return await self.run.waiting(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
+
+    async def _may_adopt(self, image: CloudImage) -> None:
+        """spec.source.imageId names an image: take it, unless another live object of this cluster owns it."""
+        seen_as, owner = claim(image.labels, self.run.me)
+        note = ""
+        if seen_as is Claim.OTHER_OBJECT and owner is not None:
+            if not owner.name_is_whole or await self.owners.exists(owner):
+                raise _adoption_conflict(image, owner)
+            note = f" It was owned by {owner.ref}, which no longer exists."
+        elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
+            note = f" It was owned by DesktopImage {owner.namespace}/{owner.name} of another cluster."
+        self.run.events.normal(
+            "ImageAdopted", f"Adopting cloud image {image.id} (spec.source.imageId).{note}"
+        )
 
     async def _converge(self, image: CloudImage) -> Outcome:
         if self.seen.found_by_label and self.status.image_id != image.id:
@@ -186,7 +227,7 @@ class _Decide:
         if image.status is not ImageStatus.ACTIVE:
             self.run.mirror(image)
             return await self.run.waiting(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
-        mask = DesiredImage.of(self.resource).mask(image)
+        mask = DesiredImage.of(self.resource, self.run.me).mask(image)
         if mask:
             return await self._update(image, mask)
         return await self.run.ready(image)
@@ -198,14 +239,14 @@ class _Decide:
             source = self.resource.spec.source.desktop_id
             raise Failure(r.SOURCE_NOT_FOUND, f"Desktop {source} does not exist.")
         if self.seen.name_taken_by is not None:
-            raise _name_conflict(self.resource.image_name, self.seen.folder_id, self.seen.name_taken_by.id)
+            raise self._name_conflict(self.seen.name_taken_by)
         if (wait := await self._retry_not_due("Copy")) is not None:
             return wait
         assert self.seen.folder_id is not None
         self.run.stage = "copy"
         try:
             operation = await self.cloud.copy(
-                _copy_request(self.resource, self.seen.folder_id),
+                _copy_request(self.resource, self.run.me, self.seen.folder_id),
                 idempotency_key=naming.copy_key(self.resource.uid, self.status.operation_id),
             )
         except CloudError as error:
@@ -228,12 +269,12 @@ class _Decide:
         assert self.seen.folder_id is not None
         self.run.stage = "observe"
         images = await self.cloud.find_images(self.seen.folder_id, self.resource.image_name)
-        if any(naming.is_owned_by(image.labels, self.resource.uid) for image in images):
+        if any(claim(image.labels, self.run.me)[0] in (Claim.OURS, Claim.PREVIOUS) for image in images):
             return await self.run.waiting(
                 r.COPYING, "Found this object's own copy under its name; adopting it."
             )
         if images:
-            raise _name_conflict(self.resource.image_name, self.seen.folder_id, images[0].id)
+            raise self._name_conflict(images[0])
         # The holder is not listed yet (the cloud's index lags a just accepted copy): not proof of a stranger.
         return await self.run.waiting(
             r.COPYING,
@@ -245,7 +286,7 @@ class _Decide:
     async def _update(self, image: CloudImage, mask: list[str]) -> Outcome:
         if (wait := await self._retry_not_due("Update")) is not None:
             return wait
-        desired = DesiredImage.of(self.resource)
+        desired = DesiredImage.of(self.resource, self.run.me)
         self.run.stage = "update"
         key = naming.update_key(
             self.resource.uid, image.id, desired.change_digest(image, mask), self.status.operation_id
@@ -313,6 +354,25 @@ class _Decide:
             "Delete", operation.id, f"Deleting cloud image {image.id} ({operation.id})."
         )
 
+    def _name_conflict(self, holder: CloudImage) -> Failure:
+        name, folder = self.resource.image_name, self.seen.folder_id
+        seen_as, owner = claim(holder.labels, self.run.me)
+        lead = f"Folder {folder} already has an image named {name!r} ({holder.id})"
+        adopt = f"re-create this object with spec.source.imageId: {holder.id} (spec.source cannot change)"
+        if seen_as is Claim.OTHER_OBJECT and owner is not None:
+            message = f"{lead}, owned by {owner.ref}. Choose another spec.name."
+        elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
+            message = (
+                f"{lead}, owned by DesktopImage {owner.namespace}/{owner.name} of another cluster; it is "
+                f"left alone. To manage it from this cluster, {adopt}; otherwise choose another spec.name."
+            )
+        else:
+            message = (
+                f"{lead} that this object did not create; it is left alone. Choose another spec.name, or to "
+                f"manage that image, {adopt}."
+            )
+        return Failure(r.NAME_CONFLICT, message, cloud_error=False)
+
     # -- retries --------------------------------------------------------------------------------------
 
     async def _retry_not_due(self, kind: OperationKind) -> Outcome | None:
@@ -350,16 +410,24 @@ def _waiting_to_delete(record: OperationRecord) -> str:
     return f"Waiting for the {record.kind.lower()} operation {record.id} to end before deleting the image."
 
 
-def _name_conflict(name: str, folder_id: str | None, holder: str) -> Failure:
+def _image_gone(resource: Resource) -> Failure:
+    if resource.spec.source.image_id:
+        message = f"Cloud image {resource.spec.source.image_id} (spec.source.imageId) does not exist."
+    else:
+        message = f"Cloud image {resource.status.image_id} no longer exists; it is not recreated."
+    return Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
+
+
+def _adoption_conflict(image: CloudImage, owner: Owner) -> Failure:
     message = (
-        f"Folder {folder_id} already has an image named {name!r} ({holder}) that this object did not create; "
-        "it is left alone. Choose another spec.name."
+        f"Cloud image {image.id} belongs to {owner.ref}, which still exists; it is not taken over. Delete "
+        "that object with deletionPolicy Retain first, or adopt another image."
     )
-    return Failure(r.NAME_CONFLICT, message, cloud_error=False)
+    return Failure(r.ADOPTION_CONFLICT, message, cloud_error=False)
 
 
-def _copy_request(resource: Resource, folder_id: str) -> CopyRequest:
-    desired = DesiredImage.of(resource)
+def _copy_request(resource: Resource, me: Owner, folder_id: str) -> CopyRequest:
+    desired = DesiredImage.of(resource, me)
     return CopyRequest(
         name=desired.name,
         desktop_id=resource.spec.source.desktop_id,
@@ -374,9 +442,16 @@ class _Run:
     """One reconcile's working state: the status being built, and writes only when something changed."""
 
     def __init__(
-        self, resource: Resource, write: StatusWriter, events: Events, now: datetime, timing: Timing
+        self,
+        resource: Resource,
+        me: Owner,
+        write: StatusWriter,
+        events: Events,
+        now: datetime,
+        timing: Timing,
     ) -> None:
         self.resource = resource
+        self.me = me
         self.status: DesktopImageStatus = resource.status.model_copy(deep=True)
         self.events = events
         self.now = now
@@ -407,12 +482,12 @@ class _Run:
 
     # -- outcomes -------------------------------------------------------------------------------------
 
-    async def ready(self, image: CloudImage) -> Outcome:
+    async def ready(self, image: CloudImage, message: str | None = None) -> Outcome:
         first = self.resource.status.image_status != ImageStatus.ACTIVE.value
         self.mirror(image)
         self.status.operation = None
         self.status.observed_generation = self.resource.generation
-        self._set(CONDITION_READY, c.ready())
+        self._set(CONDITION_READY, c.ready(message=message) if message else c.ready())
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         was_ready = self.ready_before is not None and self.ready_before[0] == "True"
         if not was_ready:

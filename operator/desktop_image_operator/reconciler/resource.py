@@ -34,7 +34,17 @@ class Resource:
 
     @property
     def source_id(self) -> str:
-        return self.spec.source.desktop_id or self.spec.source.compute_image_id or ""
+        source = self.spec.source
+        return source.desktop_id or source.compute_image_id or source.image_id or ""
+
+    @property
+    def observe_only(self) -> bool:
+        return self.spec.management_policy == "Observe"
+
+    @property
+    def retains_image(self) -> bool:
+        """Deleting the object leaves the cloud image (Retain, or an image the operator only observes)."""
+        return self.observe_only or self.spec.effective_deletion_policy == "Retain"
 
     @property
     def ref(self) -> str:
