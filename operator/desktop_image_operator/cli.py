@@ -15,6 +15,10 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("desktop_image_operator.commands.run", "run the operator against the current cluster"),
     "crd": ("desktop_image_operator.commands.crd", "print the DesktopImage CRD manifest"),
+    "import": (
+        "desktop_image_operator.commands.import_images",
+        "print DesktopImage manifests that adopt a folder's existing images",
+    ),
     "fake-cloud": ("desktop_image_operator.fakecloud.command", "serve the fake Yandex Cloud on loopback"),
     "controlplane": (
         "desktop_image_operator.devenv.command",

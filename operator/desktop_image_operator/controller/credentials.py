@@ -20,7 +20,7 @@ class Credentials:
     def __init__(self, session: CloudSession, kube: KubeApi, settings: OperatorSettings) -> None:
         self._session = session
         self._kube = kube
-        self._default = _default_source(session, settings)
+        self._default = default_token_source(session, settings)
         self._default_client = session.client(self._default) if self._default else None
 
     async def client_for(self, resource: Resource) -> DesktopImageClient:
@@ -50,7 +50,8 @@ class Credentials:
         return self._session.client(source)
 
 
-def _default_source(session: CloudSession, settings: OperatorSettings) -> TokenSource | None:
+def default_token_source(session: CloudSession, settings: OperatorSettings) -> TokenSource | None:
+    """The operator's own credentials, from its settings; None when it has none."""
     registry = session.token_sources
     if settings.credentials_file is not None:
         return registry.from_key(settings.credentials_file.read_bytes())
