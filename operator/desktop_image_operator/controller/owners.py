@@ -29,8 +29,18 @@ class ClusterOwners:
         return uid == owner.uid
 
 
+class UnknownCluster(Exception):
+    """The cluster's identity cannot be read; the operator must not stamp images without it."""
+
+
 async def cluster_identity(kube: KubeApi, configured: str | None) -> str:
     """The cluster's identity for ownership labels: as configured, else the UID of kube-system."""
     if configured:
         return configured
-    return await kube.namespace_uid("kube-system")
+    try:
+        return await kube.namespace_uid("kube-system")
+    except Exception as error:
+        raise UnknownCluster(
+            f"cannot read namespace kube-system to identify this cluster ({error}); "
+            "grant get on it or set --cluster-id"
+        ) from None
