@@ -15,6 +15,7 @@ from desktop_image_operator.cloud.backoff import Backoff
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.fencing import CallGate
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import (
@@ -71,8 +72,10 @@ class ManagedClient:
         polling: OperationPolling | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self._transport = transport
+        self._gate = gate
         self.token_source = token_source
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
@@ -214,11 +217,13 @@ class ManagedClient:
         refreshed = False
         # max_attempts tries plus at most one repeat after a token refresh.
         for _ in range(self._retry.max_attempts + 1):
+            self._admit(method)  # before a token exchange, which is a cloud call too
             token = await self.token_source.token()
             ctx = CallContext(
                 token=token, request_id=str(uuid.uuid4()), trace_id=trace_id, idempotency_key=idempotency_key
             )
             async with self._limiter.slot() as started:
+                self._admit(method)  # the slot may have made us wait: look again right before sending
                 try:
                     result = await send(ctx)
                 except CloudError as exc:
@@ -250,6 +255,11 @@ class ManagedClient:
             )
             await self._clock.sleep(delay)
         raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    def _admit(self, method: str) -> None:
+        """Raise `Fenced` when the gate (leader election) forbids cloud calls now."""
+        if self._gate is not None:
+            self._gate.check(method)
 
 
 def _require(name: str, value: str) -> None:

@@ -15,6 +15,7 @@ from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.registry import TokenSourceRegistry
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.credentials.token_service import TokenService
+from desktop_image_operator.cloud.fencing import CallGate
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.settings import CloudSettings
@@ -38,8 +39,10 @@ class CloudSession:
         http_transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.settings = settings
+        self._gate = gate
         self._http_transport = http_transport
         self._clock = clock
         self._rng = rng or random.Random()
@@ -176,6 +179,7 @@ class CloudSession:
             polling=self._polling,
             clock=self._clock,
             rng=self._rng,
+            gate=self._gate,
         )
 
 
@@ -185,9 +189,11 @@ def open_cloud(
     http_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = SYSTEM_CLOCK,
     rng: random.Random | None = None,
+    gate: CallGate | None = None,
 ) -> CloudSession:
     """The session for `settings`, to be entered with `async with`.
 
-    `http_transport`, `clock` and `rng` exist for tests (an `httpx.MockTransport`, virtual time, a seed).
+    `gate`, when given, is asked before every cloud call (leader election's fence). `http_transport`,
+    `clock` and `rng` exist for tests (an `httpx.MockTransport`, virtual time, a seed).
     """
-    return CloudSession(settings, http_transport=http_transport, clock=clock, rng=rng)
+    return CloudSession(settings, http_transport=http_transport, clock=clock, rng=rng, gate=gate)

@@ -22,7 +22,7 @@ class Option:
     flag: str
     path: tuple[str, ...]  # where the value goes in OperatorSettings
     help: str
-    kind: str = "str"  # str | int | float | bool | list
+    kind: str = "str"  # str | int | float | bool | list | switch (a flag that also takes =false)
 
     @property
     def env(self) -> str:
@@ -32,6 +32,11 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "--namespace", ("namespaces",), "namespace to watch (repeat, or comma-separate); default: all", "list"
+    ),
+    Option(
+        "--cluster-id",
+        ("cluster_id",),
+        "this cluster's identity in ownership labels (default: the UID of the kube-system namespace)",
     ),
     Option("--transport", ("cloud", "transport"), "cloud API transport: rest (default) or grpc"),
     Option("--desktop-endpoint", ("cloud", "desktop_endpoint"), "Cloud Desktop REST base URL"),
@@ -88,6 +93,41 @@ OPTIONS: tuple[Option, ...] = (
     Option("--metrics-port", ("metrics_port",), "port of the Prometheus /metrics endpoint (0: off)", "int"),
     Option("--health-port", ("health_port",), "port of the /healthz liveness endpoint (0: off)", "int"),
     Option("--bind-address", ("bind_address",), "address of the metrics and health endpoints"),
+    Option(
+        "--leader-elect",
+        ("leader_elect",),
+        "serve only while holding the leader Lease (default); --leader-elect=false: one instance only",
+        "switch",
+    ),
+    Option("--lease-name", ("lease_name",), "name of the leader Lease"),
+    Option(
+        "--lease-namespace",
+        ("lease_namespace",),
+        "namespace of the Lease (default: the pod's, else the only watched namespace, else default)",
+    ),
+    Option(
+        "--leader-identity",
+        ("leader_identity",),
+        "this instance's name in the Lease, events and logs (the chart passes the pod name)",
+    ),
+    Option(
+        "--lease-duration-seconds",
+        ("lease_duration_seconds",),
+        "how long a Lease not renewed keeps standbys waiting",
+        "float",
+    ),
+    Option(
+        "--renew-deadline-seconds",
+        ("renew_deadline_seconds",),
+        "how long a leader acts without renewing before it stops",
+        "float",
+    ),
+    Option(
+        "--retry-period-seconds",
+        ("retry_period_seconds",),
+        "pause between attempts to acquire or renew the Lease",
+        "float",
+    ),
     Option("--log-format", ("log_format",), "plain or json"),
     Option("--log-level", ("log_level",), "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -101,6 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f"{option.help} [env {option.env}]"
         if option.kind == "bool":
             parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+        elif option.kind == "switch":
+            parser.add_argument(option.flag, nargs="?", const="true", default=None, help=help_text)
         elif option.kind == "list":
             parser.add_argument(option.flag, action="append", default=None, help=help_text)
         else:
@@ -108,10 +150,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = f"A plain IAM token for default credentials is read from {IAM_TOKEN_ENV}."
 
 
-def settings_values(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, Any]:
+def settings_values(
+    args: argparse.Namespace, environ: dict[str, str], *, options: tuple[Option, ...] = OPTIONS
+) -> dict[str, Any]:
     """The nested settings dict from options and environment (pydantic converts and validates types)."""
     values: dict[str, Any] = {}
-    for option in OPTIONS:
+    for option in options:
         raw = getattr(args, option.flag.lstrip("-").replace("-", "_"))
         if raw is None and option.env in environ:
             raw = environ[option.env]

@@ -1,4 +1,5 @@
-"""The operator's own Kubernetes calls (kopf makes the rest): status patches, Secret reads and finalizers.
+"""The operator's own Kubernetes calls (kopf makes the rest): status patches, Secret reads and finalizers,
+and the leader election's Lease.
 
 The official client is synchronous, so calls run in a small thread pool of their own: a stalled API
 server then ties up these threads only, never the event loop's default executor that others share.
@@ -18,6 +19,7 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import urllib3
@@ -25,6 +27,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
+from desktop_image_operator.cloud.fencing import CallGate
 
 T = TypeVar("T")
 
@@ -43,6 +46,22 @@ def load_client_configuration() -> client.Configuration:
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
     return configuration
+
+
+class LeaseConflict(Exception):
+    """The Lease changed since it was read (or exists already): someone else wrote it first."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A coordination.k8s.io/v1 Lease as leader election reads and writes it; `holder` "" when free."""
+
+    holder: str
+    duration_seconds: int
+    acquired_at: datetime | None = None
+    renewed_at: datetime | None = None
+    transitions: int = 0
+    resource_version: str = ""
 
 
 class SecretUnavailable(Exception):
@@ -74,12 +93,16 @@ class KubeApi:
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         workers: int = DEFAULT_WORKERS,
+        gate: CallGate | None = None,
     ) -> None:
         self._timeout = timeout_seconds
+        # Writes to objects are fenced like cloud calls: a deposed leader must not overwrite its successor.
+        self._gate = gate
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
         self._api = client.ApiClient(_bounded(configuration))
         self._custom = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
+        self._coordination = client.CoordinationV1Api(self._api)
         self._secrets: dict[tuple[str, str], SecretMeta] = {}
 
     def close(self) -> None:
@@ -90,6 +113,7 @@ class KubeApi:
         """Merge-patch the status subresource of one DesktopImage; returns the object as written."""
         call = self._custom.patch_namespaced_custom_object_status
         what = f"status patch of DesktopImage {namespace}/{name}"
+        self._admit(what)
         written = await self._call(what, call, GROUP, VERSION, namespace, PLURAL, name, patch)
         return cast("dict[str, Any]", written)  # the client types custom objects as object
 
@@ -148,9 +172,56 @@ class KubeApi:
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
 
+    async def read_lease(self, namespace: str, name: str, *, within: float) -> LeaseRecord | None:
+        """The Lease, or None when it does not exist."""
+        what = f"read of Lease {namespace}/{name}"
+        try:
+            lease = await self._call(
+                what, self._coordination.read_namespaced_lease, name, namespace, within=within
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return _lease_record(lease)
+
+    async def create_lease(
+        self, namespace: str, name: str, record: LeaseRecord, *, within: float
+    ) -> LeaseRecord:
+        """Create the Lease; LeaseConflict when it exists already."""
+        call = self._coordination.create_namespaced_lease
+        body = _lease_body(namespace, name, record)
+        what = f"creation of Lease {namespace}/{name}"
+        return await self._lease_write(what, call, namespace, body, within)
+
+    async def replace_lease(
+        self, namespace: str, name: str, record: LeaseRecord, *, within: float
+    ) -> LeaseRecord:
+        """Replace the Lease if it is still at `record.resource_version`; LeaseConflict when it is not."""
+        call = functools.partial(self._coordination.replace_namespaced_lease, name)
+        body = _lease_body(namespace, name, record)
+        what = f"update of Lease {namespace}/{name}"
+        return await self._lease_write(what, call, namespace, body, within)
+
+    async def _lease_write(
+        self, what: str, function: Callable[..., Any], namespace: str, body: dict[str, Any], within: float
+    ) -> LeaseRecord:
+        try:
+            lease = await self._call(what, function, namespace, body, within=within)
+        except ApiException as error:
+            if error.status == 409:
+                raise LeaseConflict(f"The {what} lost a race: the Lease changed meanwhile.") from None
+            raise
+        return _lease_record(lease)
+
+    def _admit(self, what: str) -> None:
+        if self._gate is not None:
+            self._gate.check(what)
+
     async def _patch_secret(
         self, namespace: str, name: str, patch: dict[str, Any], what: str
     ) -> SecretMeta | None:
+        self._admit(what)
         call = functools.partial(self._core.patch_namespaced_secret, _content_type=_STRATEGIC_MERGE)
         return await self._secret_call(namespace, name, what, call, name, namespace, patch)
 
@@ -177,25 +248,65 @@ class KubeApi:
         self._secrets[(namespace, name)] = seen
         return seen
 
-    async def _call(self, what: str, function: Callable[..., T], *args: Any) -> T:
-        """Run one client call in the pool; KubeTimeout when it has no answer within the timeout."""
-        bound = functools.partial(function, *args, _request_timeout=self._timeout)
+    async def _call(
+        self, what: str, function: Callable[..., T], *args: Any, within: float | None = None
+    ) -> T:
+        """Run one client call in the pool; KubeTimeout when it has no answer within the timeout (the
+        client's, or a shorter one the caller gives)."""
+        limit = self._timeout if within is None else min(within, self._timeout)
+        bound = functools.partial(function, *args, _request_timeout=limit)
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, bound), self._timeout)
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, bound), limit)
         except TimeoutError:
-            raise self._timed_out(what) from None
+            raise _timed_out(what, limit) from None
         except urllib3.exceptions.MaxRetryError as error:
             if _is_timeout(error.reason):
-                raise self._timed_out(what) from None
+                raise _timed_out(what, limit) from None
             raise
         except urllib3.exceptions.TimeoutError as error:
             if _is_timeout(error):
-                raise self._timed_out(what) from None
+                raise _timed_out(what, limit) from None
             raise
 
-    def _timed_out(self, what: str) -> KubeTimeout:
-        return KubeTimeout(f"The {what} timed out after {self._timeout:g} s.")
+
+def _timed_out(what: str, seconds: float) -> KubeTimeout:
+    return KubeTimeout(f"The {what} timed out after {seconds:g} s.")
+
+
+def _lease_record(lease: Any) -> LeaseRecord:
+    spec = lease.spec
+    return LeaseRecord(
+        holder=spec.holder_identity or "",
+        duration_seconds=spec.lease_duration_seconds or 0,
+        acquired_at=spec.acquire_time,
+        renewed_at=spec.renew_time,
+        transitions=spec.lease_transitions or 0,
+        resource_version=lease.metadata.resource_version or "",
+    )
+
+
+def _lease_body(namespace: str, name: str, record: LeaseRecord) -> dict[str, Any]:
+    """The Lease as JSON; resourceVersion makes a replace conditional on what was read."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if record.resource_version:
+        metadata["resourceVersion"] = record.resource_version
+    spec: dict[str, Any] = {
+        "holderIdentity": record.holder,
+        "leaseDurationSeconds": record.duration_seconds,
+        "leaseTransitions": record.transitions,
+        "acquireTime": _micro_time(record.acquired_at),
+        "renewTime": _micro_time(record.renewed_at),
+    }
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata}
+    return {**body, "spec": {key: value for key, value in spec.items() if value is not None}}
+
+
+def _micro_time(moment: datetime | None) -> str | None:
+    """Kubernetes MicroTime: RFC 3339 in UTC with exactly six fractional digits."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _is_timeout(error: Exception | None) -> bool:

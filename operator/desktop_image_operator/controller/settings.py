@@ -14,6 +14,14 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespaces: tuple[str, ...] = Field((), description="Namespaces to watch; empty means the whole cluster.")
+    cluster_id: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "This cluster's identity in the images' ownership labels; default: the UID of its kube-system "
+            "namespace. Set it when the operator may not read that namespace."
+        ),
+    )
     resync_seconds: float = Field(
         600.0, gt=0, description="How often a Ready object is checked against the cloud."
     )
@@ -46,9 +54,47 @@ class OperatorSettings(BaseModel):
         8081, ge=0, le=65535, description="Port of the liveness endpoint /healthz (0: off)."
     )
     bind_address: str = Field("0.0.0.0", description="Address the metrics and health servers listen on.")
+    leader_elect: bool = Field(
+        True, description="Serve only while holding the Lease; false: a single instance, no election."
+    )
+    lease_name: str = Field(
+        "desktop-image-operator", min_length=1, max_length=253, description="Name of the leader Lease."
+    )
+    lease_namespace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        description=(
+            "Namespace of the Lease; default: the pod's own, else the one watched namespace, else default."
+        ),
+    )
+    leader_identity: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description="This instance in the Lease, events and logs; default: host name and a random suffix.",
+    )
+    lease_duration_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How long standbys wait after the last renewal before taking over."
+    )
+    renew_deadline_seconds: float = Field(
+        10.0, gt=0, description="How long a leader keeps acting without a successful renewal."
+    )
+    retry_period_seconds: float = Field(
+        2.0, gt=0, description="Pause between the attempts to acquire or renew the Lease."
+    )
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cloud: CloudSettings = Field(default_factory=CloudSettings)
+
+    @model_validator(mode="after")
+    def _election_timing(self) -> OperatorSettings:
+        # The leader must fence itself before a standby may take over, and try to renew more than once.
+        if self.renew_deadline_seconds >= self.lease_duration_seconds:
+            raise ValueError("renew deadline must be shorter than the lease duration")
+        if self.retry_period_seconds * 1.2 >= self.renew_deadline_seconds:
+            raise ValueError("retry period must be well under the renew deadline (1.2 x retry < deadline)")
+        return self
 
     @model_validator(mode="after")
     def _one_default_credential(self) -> OperatorSettings:

@@ -321,11 +321,12 @@ class OperatorChild(Child):
     """`desktop-image-operator run` against a fake cloud; restartable, killable with SIGKILL.
 
     `settings` are further `run` settings by name (NAMESPACE, TRANSPORT, ...); the wiring to the fake cloud
-    comes on top. They reach the operator as environment variables, or as command-line options with
-    `on_command_line`. Our own DESKTOP_IMAGE_OPERATOR_* variables are passed on, except those that would
-    fight the wiring, unless `inherit_settings` is off; `overrides` are applied to the environment last
-    (None removes a variable). The metrics endpoint is on a free port; so is the liveness endpoint, unless
-    `health_server` is off. Starting waits until /healthz, or else /metrics, answers."""
+    comes on top; leader election is off unless they turn it on (LEADER_ELECT). They reach the operator
+    as environment variables, or as command-line options with `on_command_line`. Our own
+    DESKTOP_IMAGE_OPERATOR_* variables are passed on, except those that would fight the wiring, unless
+    `inherit_settings` is off; `overrides` are applied to the environment last (None removes a variable).
+    The metrics endpoint is on a free port; so is the liveness endpoint, unless `health_server` is off.
+    Starting waits until /healthz, or else /metrics, answers."""
 
     name = "operator"
     start_timeout = 60.0
@@ -347,7 +348,8 @@ class OperatorChild(Child):
         self.health_port = processes.free_port() if health_server else 0
         self.settings = dict(settings or {})
         wiring = operator_wiring(cloud, metrics_port=self.metrics_port, health_port=self.health_port)
-        options = {**self.settings, **wiring}
+        # One instance, no Lease, unless the settings ask for leader election (the high-availability tests).
+        options = {"LEADER_ELECT": "false", **self.settings, **wiring}
         argv = [sys.executable, "-m", "desktop_image_operator", "run"]
         env = child_environment(KUBECONFIG=str(kubeconfig))
         if inherit_settings:
@@ -384,6 +386,19 @@ class OperatorChild(Child):
         """End it with SIGKILL, as a crash would: no cleanup of its own."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def signal(self, number: signal.Signals) -> None:
+        """Send it a signal (SIGTERM, SIGSTOP, SIGCONT...); nothing when it has exited."""
+        if self.process.poll() is None:
+            self.process.send_signal(number)
+
+    def health(self) -> dict[str, Any] | None:
+        """What /healthz answers (with leader election: {"instance", "leader"}); None when it does not."""
+        try:
+            response = httpx.get(self.health_url, timeout=1.0, trust_env=False)
+        except httpx.HTTPError:
+            return None
+        return dict(response.json()) if response.status_code == 200 else None
 
     def metrics(self) -> str:
         """The Prometheus text it serves now."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter as Counter_
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -34,6 +34,13 @@ def observe_cloud_request(method: str, code: str, seconds: float) -> None:
     CLOUD_REQUESTS.labels(method=method, code=code).inc()
     CLOUD_REQUEST_DURATION.labels(method=method).observe(max(0.0, seconds))
 
+
+# --- leader election -----------------------------------------------------------------------------------------
+
+LEADER = Gauge(
+    "desktop_image_operator_leader",
+    "1 while this instance acts (it holds the leader Lease, or runs without election), 0 on a standby.",
+)
 
 # --- reconciles ---------------------------------------------------------------------------------------------
 
