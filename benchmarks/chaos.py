@@ -413,6 +413,9 @@ def converge(
         "reached": reached,
         "kills": kills,
         "stuck": sorted(item["metadata"]["name"] for item in items if not manifests.is_ready(item)),
+        "stuckConditions": {
+            item["metadata"]["name"]: ready_condition(item) for item in items if not manifests.is_ready(item)
+        },
         "missing": len(objects) - len(items),
         "uids": uids,
         "duplicates": duplicates(images, uids),
@@ -453,6 +456,7 @@ def delete(harness: Harness, operator: Operator, namespace: str, uptimes: list[f
         "reached": reached,
         "kills": kills,
         "stuck": sorted(item["metadata"]["name"] for item in left),
+        "stuckConditions": {item["metadata"]["name"]: ready_condition(item) for item in left},
         "leaked": [_image_summary(image) for image in harness.cloud.images()],
         "cloudCalls": _calls(harness, mark, max(len(names), 1)),
     }
@@ -568,6 +572,15 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     }
     finished = "error" not in result and bool(converged) and bool(deleted)
     return {**figures, "finished": finished, "clean": finished and not any(figures.values())}
+
+
+def ready_condition(item: dict[str, Any]) -> str:
+    """An object's Ready condition in short, to tell why it is stuck."""
+    for condition in (item.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            text = f"{condition.get('status')} {condition.get('reason')}: {condition.get('message', '')}"
+            return text[:300]
+    return "no Ready condition"
 
 
 def _image_summary(image: dict[str, Any]) -> dict[str, Any]:
@@ -716,10 +729,10 @@ def _findings(case: dict[str, Any]) -> list[str]:
         lines.append(f"- duplicate: {name} has images {', '.join(ids)}")
     for image in converged.get("orphans", []):
         lines.append(f"- image without an object at convergence: {json.dumps(image)}")
-    for name in converged.get("stuck", []):
-        lines.append(f"- not Ready at the end of convergence: {name}")
-    for name in deleted.get("stuck", []):
-        lines.append(f"- not gone at the end of deletion: {name}")
+    for name, condition in converged.get("stuckConditions", {}).items():
+        lines.append(f"- not Ready at the end of convergence: {name} (Ready {condition})")
+    for name, condition in deleted.get("stuckConditions", {}).items():
+        lines.append(f"- not gone at the end of deletion: {name} (Ready {condition})")
     for image in deleted.get("leaked", []):
         lines.append(f"- leaked image: {json.dumps(image)}")
     copied = case.get("copies", {})

@@ -55,6 +55,15 @@ def test_an_object_with_two_images_is_a_duplicate_and_foreign_images_are_not() -
     assert chaos.duplicates(images, uids) == {"a": ["e1", "e2"]}
 
 
+def test_a_stuck_object_is_told_by_its_ready_condition() -> None:
+    conditions = [
+        {"type": "Synced", "status": "True", "reason": "Synced"},
+        {"type": "Ready", "status": "False", "reason": "Copying", "message": "copy running"},
+    ]
+    assert chaos.ready_condition({"status": {"conditions": conditions}}) == "False Copying: copy running"
+    assert chaos.ready_condition({"metadata": {"name": "new"}}) == "no Ready condition"
+
+
 def test_the_verdict_is_clean_only_when_every_figure_is_zero_and_both_phases_finished() -> None:
     converged: dict[str, Any] = {"duplicates": {}, "orphans": [], "stuck": [], "missing": 0}
     deleted: dict[str, Any] = {"leaked": [], "stuck": []}
