@@ -126,12 +126,15 @@ async def test_a_missing_lease_is_created_and_the_fence_opens_until_the_renew_de
     first = election(store, "a")
     before = time.monotonic()
     assert await acquire_within(first, 1.0) is not None
-    assert store.holder() == "a" and first.leading and leader_gauge() == 1
+    assert store.holder() == "a"
+    assert first.leading
+    assert leader_gauge() == 1
     assert first.fence.open
     assert before + RENEW - 0.2 < time.monotonic() + first.fence.remaining() <= time.monotonic() + RENEW
     lease = store.leases[("ops", "lock")]
     assert lease.duration_seconds == 2  # whole seconds, rounded up
-    assert lease.transitions == 0 and lease.acquired_at == lease.renewed_at
+    assert lease.transitions == 0
+    assert lease.acquired_at == lease.renewed_at
 
 
 async def test_a_held_lease_is_taken_only_after_its_duration_passed_unrenewed() -> None:
@@ -143,7 +146,8 @@ async def test_a_held_lease_is_taken_only_after_its_duration_passed_unrenewed() 
     # The holder's duration is whole seconds (2): the standby waits that long from when it first saw it.
     assert 2.0 <= waited < 2.0 + RETRY + 0.3
     lease = store.leases[("ops", "lock")]
-    assert lease.holder == "b" and lease.transitions == 1
+    assert lease.holder == "b"
+    assert lease.transitions == 1
 
 
 async def test_a_standby_never_takes_a_lease_that_keeps_being_renewed() -> None:
@@ -153,11 +157,13 @@ async def test_a_standby_never_takes_a_lease_that_keeps_being_renewed() -> None:
     holding = asyncio.create_task(leader.hold())
     try:
         assert await acquire_within(election(store, "b"), 3 * LEASE) is None
-        assert store.holder() == "a" and leader.fence.open
+        assert store.holder() == "a"
+        assert leader.fence.open
     finally:
         holding.cancel()
         await asyncio.gather(holding, return_exceptions=True)
-    assert not leader.fence.open and not leader.leading
+    assert not leader.fence.open
+    assert not leader.leading
 
 
 async def test_of_two_candidates_racing_for_a_free_lease_only_one_wins() -> None:
@@ -169,7 +175,9 @@ async def test_of_two_candidates_racing_for_a_free_lease_only_one_wins() -> None
 
     store.before_write = second_writes_first  # b slips in between a's read and a's write
     assert not await first._try(time.monotonic() + 1.0)
-    assert store.holder() == "b" and second.fence.open and not first.fence.open
+    assert store.holder() == "b"
+    assert second.fence.open
+    assert not first.fence.open
 
 
 # -- losing it -------------------------------------------------------------------------------------------
@@ -185,7 +193,9 @@ async def test_a_leader_that_cannot_renew_fences_itself_before_the_lease_can_exp
         await leader.hold()
     fenced_after = time.monotonic() - last_renewal
     assert RENEW - 0.1 <= fenced_after < LEASE  # a standby may act only after LEASE
-    assert not leader.fence.open and not leader.leading and leader_gauge() == 0
+    assert not leader.fence.open
+    assert not leader.leading
+    assert leader_gauge() == 0
     with pytest.raises(Fenced):
         leader.fence.check("DesktopImageService.Copy")
 
@@ -208,7 +218,8 @@ async def test_a_leader_whose_lease_was_taken_steps_down_at_its_deadline() -> No
     store.leases[("ops", "lock")] = replace(lease, holder="usurper", resource_version="999")
     async with asyncio.timeout(RENEW + 1.0):
         await leader.hold()
-    assert store.holder() == "usurper" and not leader.fence.open
+    assert store.holder() == "usurper"
+    assert not leader.fence.open
 
 
 async def test_a_fenced_client_sends_nothing_and_says_why() -> None:
@@ -223,7 +234,8 @@ async def test_a_fenced_client_sends_nothing_and_says_why() -> None:
     )
     with pytest.raises(Fenced) as raised:
         await client.get_image("img-1")
-    assert transport.calls == [] and raised.value.code.name == "CANCELLED"
+    assert transport.calls == []
+    assert raised.value.code.name == "CANCELLED"
     fence.grant(time.monotonic() + 5)
     assert (await client.get_image("img-1")).id == "img-1"
 
@@ -237,9 +249,12 @@ async def test_release_frees_the_lease_so_a_standby_leads_at_its_next_attempt() 
     await acquire_within(leader, 1.0)
     assert await standby._try(time.monotonic() + 1.0) is False
     await leader.release()
-    assert store.holder() == "" and not leader.fence.open and not leader.leading
+    assert store.holder() == ""
+    assert not leader.fence.open
+    assert not leader.leading
     waited = await acquire_within(standby, 1.0)
-    assert waited is not None and waited < 0.1
+    assert waited is not None
+    assert waited < 0.1
 
 
 async def test_release_leaves_a_lease_someone_else_took_alone() -> None:
@@ -265,7 +280,8 @@ def test_election_is_on_by_default_with_controller_runtime_durations() -> None:
     settings = parse([])
     assert settings.leader_elect is True
     assert (settings.lease_duration_seconds, settings.renew_deadline_seconds) == (15.0, 10.0)
-    assert settings.retry_period_seconds == 2.0 and settings.lease_name == "desktop-image-operator"
+    assert settings.retry_period_seconds == 2.0
+    assert settings.lease_name == "desktop-image-operator"
 
 
 def test_leader_elect_false_on_the_command_line_or_in_the_environment_turns_it_off() -> None:
@@ -318,7 +334,9 @@ async def test_two_instances_share_one_lease_on_a_real_api_server(kubeconfig: Pa
         assert await acquire_within(first, 5.0) is not None
         assert await second._try(time.monotonic() + 5.0) is False
         lease = await kube.read_lease(namespace, "lock", within=5.0)
-        assert lease is not None and lease.holder == "a" and lease.renewed_at is not None
+        assert lease is not None
+        assert lease.holder == "a"
+        assert lease.renewed_at is not None
         stale = replace(lease, holder="b")
         assert await first._try(time.monotonic() + 5.0)  # a renewal moves the resourceVersion on
         with pytest.raises(LeaseConflict):
@@ -326,6 +344,8 @@ async def test_two_instances_share_one_lease_on_a_real_api_server(kubeconfig: Pa
         await first.release()
         assert await acquire_within(second, 2.0) is not None
         lease = await kube.read_lease(namespace, "lock", within=5.0)
-        assert lease is not None and lease.holder == "b" and lease.transitions == 1
+        assert lease is not None
+        assert lease.holder == "b"
+        assert lease.transitions == 1
     finally:
         kube.close()

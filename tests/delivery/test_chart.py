@@ -49,6 +49,12 @@ EVERYTHING: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "podDisruptionBudget": {"enabled": True},
     "crds": {"templated": True},
+    "leaderElection": {
+        "leaseName": "dio-lock",
+        "leaseDurationSeconds": 30,
+        "renewDeadlineSeconds": 20,
+        "retryPeriodSeconds": 4,
+    },
 }
 
 
@@ -76,10 +82,19 @@ def test_templated_crd_is_opt_in_identical_and_kept(helm: Helm) -> None:
     assert crd["metadata"]["labels"]["app.kubernetes.io/name"] == "desktop-image-operator"
 
 
-def test_default_values_render_five_objects(helm: Helm) -> None:
+def test_default_values_render_eight_objects(helm: Helm) -> None:
     objects = helm.render()
     kinds = sorted(obj["kind"] for obj in objects)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     assert all(obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "dio" for obj in objects)
 
 
@@ -108,6 +123,9 @@ def test_default_values_render_five_objects(helm: Helm) -> None:
             "metrics.serviceMonitor.enabled needs metrics.service.enabled",
         ),
         ({"serviceAccount": {"create": False}}, "serviceAccount.name must name an existing ServiceAccount"),
+        ({"leaderElection": {"enabled": False}}, "replicaCount above 1 needs leaderElection.enabled"),
+        ({"replicaCount": 0}, "/replicaCount"),
+        ({"leaderElection": {"leaseDurationSeconds": 0}}, "/leaderElection/leaseDurationSeconds"),
     ],
 )
 def test_bad_values_are_refused_with_a_pointed_message(
@@ -120,6 +138,7 @@ def test_bad_values_are_refused_with_a_pointed_message(
 
 def test_every_setting_reaches_the_operator_as_it_understands_it(helm: Helm) -> None:
     env = container_env(helm.render(EVERYTHING))
+    env[f"{ENV}LEADER_IDENTITY"] = "dio-7d9c-x2"  # the kubelet fills it in from the pod's name
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     settings = OperatorSettings.model_validate(settings_values(parser.parse_args([]), env))
@@ -146,12 +165,24 @@ def test_every_setting_reaches_the_operator_as_it_understands_it(helm: Helm) -> 
     )
     assert (cloud.max_concurrency, cloud.requests_per_second, cloud.max_attempts) == (4, 2.5, 7)
     assert cloud.operation_poll_initial_seconds == 0.5
+    assert settings.leader_elect
+    assert (settings.lease_name, settings.lease_namespace) == ("dio-lock", "operators")
+    assert settings.leader_identity == "dio-7d9c-x2"
+    durations = (
+        settings.lease_duration_seconds,
+        settings.renew_deadline_seconds,
+        settings.retry_period_seconds,
+    )
+    assert durations == (30, 20, 4)
     assert all(name.startswith(ENV) for name in env), "the operator reads only its own variables"
 
 
 def test_defaults_leave_the_operator_its_own_defaults(helm: Helm) -> None:
     env = container_env(helm.render())
     assert set(env) == {
+        f"{ENV}LEADER_ELECT",
+        f"{ENV}LEASE_NAMESPACE",
+        f"{ENV}LEADER_IDENTITY",
         f"{ENV}TRANSPORT",
         f"{ENV}LOG_FORMAT",
         f"{ENV}LOG_LEVEL",
@@ -220,11 +251,8 @@ def test_credentials_none_secret_values_existing_secret_or_metadata(helm: Helm) 
     assert not any(v["name"] == "credentials" for v in _pod(objects)["volumes"])
 
 
-def test_pod_is_restricted_single_and_probed(helm: Helm) -> None:
+def test_pod_is_restricted_and_probed(helm: Helm) -> None:
     objects = helm.render()
-    deployment = only(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = _pod(objects)
     assert pod["automountServiceAccountToken"] is True
     assert pod["serviceAccountName"] == only(objects, "ServiceAccount")["metadata"]["name"]
@@ -244,7 +272,7 @@ def test_pod_is_restricted_single_and_probed(helm: Helm) -> None:
     }
     assert container["image"] == "desktop-image-operator:0.1.0"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8080, "health": 8081}
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]["memory"]
@@ -253,6 +281,55 @@ def test_pod_is_restricted_single_and_probed(helm: Helm) -> None:
     digest = "sha256:" + "a" * 64
     pinned = _pod(helm.render({"image": {"repository": "cr.yandex/crp1/dio", "digest": digest}}))
     assert pinned["containers"][0]["image"] == f"cr.yandex/crp1/dio@{digest}"
+
+
+def test_two_replicas_elect_a_leader_roll_without_a_gap_and_spread_over_nodes(helm: Helm) -> None:
+    objects = helm.render()
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    container = _pod(objects)["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    assert env[f"{ENV}LEADER_ELECT"]["value"] == "true"
+    assert env[f"{ENV}LEASE_NAMESPACE"]["value"] == "operators"
+    assert env[f"{ENV}LEADER_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    (term,) = _pod(objects)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    pdb = only(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+
+def test_affinity_and_spread_given_in_the_values_replace_the_default(helm: Helm) -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    spread = [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+    ]
+    pod = _pod(helm.render({"affinity": affinity, "topologySpreadConstraints": spread}))
+    assert pod["affinity"] == affinity
+    assert pod["topologySpreadConstraints"] == spread
+
+
+def test_one_replica_is_replaced_not_rolled_and_has_no_pdb_or_spread(helm: Helm) -> None:
+    for election in (True, False):
+        objects = helm.render({"replicaCount": 1, "leaderElection": {"enabled": election}})
+        deployment = only(objects, "Deployment")
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        assert "affinity" not in _pod(objects)
+        assert not find(objects, "PodDisruptionBudget")
+        assert container_env(objects)[f"{ENV}LEADER_ELECT"] == str(election).lower()
+    single = helm.render({"replicaCount": 1, "leaderElection": {"enabled": False}})
+    assert not find(single, "Role")
+    assert f"{ENV}LEADER_IDENTITY" not in container_env(single)
+    probe = _pod(single)["containers"][0]["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"  # kopf's own endpoint, without election
+    pdb_on = helm.render({"replicaCount": 1, "podDisruptionBudget": {"enabled": True}})
+    assert find(pdb_on, "PodDisruptionBudget")
 
 
 def _rules(role: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
@@ -271,12 +348,16 @@ OPERATOR_RULES = {
     ("", "secrets"): ["get", "patch"],
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"]}
+LEASE_RULE = {("coordination.k8s.io", "leases"): ["get", "create", "update"]}
 
 
 def test_rbac_cluster_wide(helm: Helm) -> None:
     objects = helm.render()
-    assert not find(objects, "Role")
-    assert not find(objects, "RoleBinding")
+    (role,) = find(objects, "Role")
+    assert role["metadata"] == {**role["metadata"], "namespace": "operators"}
+    assert _rules(role) == LEASE_RULE
+    (lease_binding,) = find(objects, "RoleBinding")
+    assert lease_binding["roleRef"]["name"] == role["metadata"]["name"]
     assert _rules(only(objects, "ClusterRole")) == {**CRD_RULE, **OPERATOR_RULES}
     binding = only(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
@@ -288,10 +369,13 @@ def test_rbac_namespaced_reads_no_secret_cluster_wide(helm: Helm) -> None:
     objects = helm.render({"watchNamespaces": ["team-a", "team-b"]})
     assert _rules(only(objects, "ClusterRole")) == {**CRD_RULE, ("", "namespaces"): ["list", "watch"]}
     roles = find(objects, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert all(_rules(role) == OPERATOR_RULES for role in roles)
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["operators", "team-a", "team-b"]
+    assert [_rules(role) for role in roles if role["metadata"]["namespace"] == "operators"] == [LEASE_RULE]
+    assert all(
+        _rules(role) == OPERATOR_RULES for role in roles if role["metadata"]["namespace"] != "operators"
+    )
     bindings = find(objects, "RoleBinding")
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["operators", "team-a", "team-b"]
     assert all(b["subjects"][0]["namespace"] == "operators" for b in bindings)
 
 
@@ -309,6 +393,7 @@ def test_optional_objects(helm: Helm) -> None:
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
     assert monitor["spec"]["selector"]["matchLabels"] == only(objects, "Service")["spec"]["selector"]
     assert only(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert not find(helm.render({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget")
     pdb = only(
         helm.render({"podDisruptionBudget": {"enabled": True, "maxUnavailable": None, "minAvailable": 1}}),
         "PodDisruptionBudget",

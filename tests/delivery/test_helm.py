@@ -108,6 +108,29 @@ class Check:
         return argv
 
 
+def _elected(release_namespace: str) -> dict[str, str | None]:
+    """Run the operator as the chart does: electing a leader on a Lease in the release namespace."""
+    return {
+        "DESKTOP_IMAGE_OPERATOR_LEADER_ELECT": "true",
+        "DESKTOP_IMAGE_OPERATOR_LEASE_NAMESPACE": release_namespace,
+    }
+
+
+def _lease_checks(release_namespace: str, elsewhere: str) -> list[Check]:
+    """The Lease: read, created and updated in the release namespace only; never listed or deleted."""
+    return [
+        Check("get", "leases", release_namespace, True),
+        Check("create", "leases", release_namespace, True),
+        Check("update", "leases", release_namespace, True),
+        Check("patch", "leases", release_namespace, False),
+        Check("delete", "leases", release_namespace, False),
+        Check("list", "leases", release_namespace, False),
+        Check("watch", "leases", "*", False),
+        Check("get", "leases", elsewhere, False),
+        Check("create", "leases", elsewhere, False),
+    ]
+
+
 def _can_i_table(sa_kubeconfig: Path, identity: str, checks: list[Check]) -> tuple[str, list[str]]:
     """Run each check as the ServiceAccount itself (its token); the table and the unexpected answers."""
     rows, wrong = [], []
@@ -254,7 +277,7 @@ def test_cluster_wide_install_is_enough_for_the_operator_and_no_more(
             sa_kubeconfig,
             cloud,
             namespace=images_namespace,
-            extra_env={"DESKTOP_IMAGE_OPERATOR_NAMESPACE": None},
+            extra_env={"DESKTOP_IMAGE_OPERATOR_NAMESPACE": None, **_elected(release_namespace)},
         )
         try:
             kubectl(
@@ -311,6 +334,7 @@ def test_cluster_wide_install_is_enough_for_the_operator_and_no_more(
             Check("escalate", "clusterroles", "", False),
             Check("impersonate", "serviceaccounts", n, False),
             Check("create", "clusterkopfpeerings.kopf.dev", "", False),
+            *_lease_checks(release_namespace, n),
         ]
         table, wrong = _can_i_table(sa_kubeconfig, identity, checks)
         _print(capsys, f"cluster-wide (watchNamespaces: [])\n{table}")
@@ -362,7 +386,7 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
             sa_kubeconfig,
             cloud,
             namespace=f"{team_a},{team_b}",
-            extra_env={"DESKTOP_IMAGE_OPERATOR_CREDENTIALS_FILE": None},
+            extra_env={"DESKTOP_IMAGE_OPERATOR_CREDENTIALS_FILE": None, **_elected(release_namespace)},
         )
         try:
             image = manifests.desktop_image("scoped", credentialsRef={"name": "yc-sa-key", "key": KEY})
@@ -402,6 +426,7 @@ def test_namespaced_install_is_enough_for_the_operator_and_no_more(
             Check("delete", "desktopimages", team_a, False),
             Check("list", "desktopimages", "*", False),
             Check("list", "desktopimages", outside, False),
+            *_lease_checks(release_namespace, team_a),
             Check("patch", "desktopimages", outside, False, "status"),
             Check("create", "events", outside, False),
             Check("get", "secrets", outside, False),
