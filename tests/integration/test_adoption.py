@@ -337,7 +337,7 @@ def test_an_observed_image_is_only_read_and_survives_the_object_s_deletion_untou
 
 
 def run_import(
-    cloud: FakeCloudProcess, kubeconfig: Path, folder_id: str, namespace: str
+    cloud: FakeCloudProcess, kubeconfig: Path, folder_id: str, namespace: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """`desktop-image-operator import` as a person runs it: the fake's endpoints and key, this cluster's
     kubeconfig (which tells the cluster's identity), nothing from our own operator settings."""
@@ -349,7 +349,7 @@ def run_import(
         str(Path(sys.executable).parent / "desktop-image-operator"), "import",
         "--folder-id", folder_id, "--namespace", namespace, "--transport", "rest",
         "--desktop-endpoint", endpoints["cloudDesktop"], "--operation-endpoint", endpoints["operation"],
-        "--iam-endpoint", endpoints["iam"], "--credentials-file", str(cloud.key_file),
+        "--iam-endpoint", endpoints["iam"], "--credentials-file", str(cloud.key_file), *extra,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
 
@@ -401,6 +401,13 @@ def test_import_output_applied_makes_every_hand_made_image_ready_without_a_copy(
     assert copies(calls) == 0
     assert calls[UPDATE] == 5  # the ownership labels, nothing else
     assert len(cloud.images()) == 6
+
+    # Told it is another cluster, the command offers every image: this cluster's objects are strangers there.
+    elsewhere = run_import(cloud, kubeconfig, folder_id, namespace, "--cluster-id", "another-cluster")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert "skipped" not in elsewhere.stderr
+    offered = [doc["metadata"]["name"] for doc in yaml.safe_load_all(elsewhere.stdout) if doc is not None]
+    assert sorted(offered) == sorted([*made, "already-ours"])
 
 
 # -- 6. an image of another cluster -------------------------------------------------------------------------
