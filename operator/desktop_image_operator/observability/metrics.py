@@ -35,7 +35,7 @@ def observe_cloud_request(method: str, code: str, seconds: float) -> None:
     CLOUD_REQUEST_DURATION.labels(method=method).observe(max(0.0, seconds))
 
 
-# --- leader election -----------------------------------------------------------------------------------------
+# --- leader election ----------------------------------------------------------------------------------------
 
 LEADER = Gauge(
     "desktop_image_operator_leader",
