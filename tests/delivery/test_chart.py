@@ -333,8 +333,9 @@ def test_one_replica_is_replaced_not_rolled_and_has_no_pdb_or_spread(helm: Helm)
 
 
 def _rules(role: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """Verbs by (group, resource); a rule limited to some objects counts as "resource/name"."""
     return {
-        (group, resource): rule["verbs"]
+        (group, "/".join([resource, *rule.get("resourceNames", [])])): rule["verbs"]
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
@@ -349,6 +350,7 @@ OPERATOR_RULES = {
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"]}
 LEASE_RULE = {("coordination.k8s.io", "leases"): ["get", "create", "update"]}
+IDENTITY_RULE = {("", "namespaces/kube-system"): ["get"]}
 
 
 def test_rbac_cluster_wide(helm: Helm) -> None:
@@ -358,7 +360,7 @@ def test_rbac_cluster_wide(helm: Helm) -> None:
     assert _rules(role) == LEASE_RULE
     (lease_binding,) = find(objects, "RoleBinding")
     assert lease_binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert _rules(only(objects, "ClusterRole")) == {**CRD_RULE, **OPERATOR_RULES}
+    assert _rules(only(objects, "ClusterRole")) == {**CRD_RULE, **IDENTITY_RULE, **OPERATOR_RULES}
     binding = only(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "dio-desktop-image-operator", "namespace": "operators"}
@@ -367,7 +369,11 @@ def test_rbac_cluster_wide(helm: Helm) -> None:
 
 def test_rbac_namespaced_reads_no_secret_cluster_wide(helm: Helm) -> None:
     objects = helm.render({"watchNamespaces": ["team-a", "team-b"]})
-    assert _rules(only(objects, "ClusterRole")) == {**CRD_RULE, ("", "namespaces"): ["list", "watch"]}
+    assert _rules(only(objects, "ClusterRole")) == {
+        **CRD_RULE,
+        **IDENTITY_RULE,
+        ("", "namespaces"): ["list", "watch"],
+    }
     roles = find(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["operators", "team-a", "team-b"]
     assert [_rules(role) for role in roles if role["metadata"]["namespace"] == "operators"] == [LEASE_RULE]
@@ -401,3 +407,13 @@ def test_optional_objects(helm: Helm) -> None:
     assert pdb["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in pdb["spec"]
     assert not find(helm.render({"metrics": {"service": {"enabled": False}}}), "Service")
+
+
+def test_a_given_cluster_id_needs_no_read_of_kube_system(helm: Helm) -> None:
+    objects = helm.render({"clusterId": "prod-eu"})
+    assert ("", "namespaces/kube-system") not in _rules(only(objects, "ClusterRole"))
+    env = {
+        e["name"]: e.get("value")
+        for e in only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["DESKTOP_IMAGE_OPERATOR_CLUSTER_ID"] == "prod-eu"

@@ -43,6 +43,9 @@ def test_kubectl_apply_k_and_apply_f_crds(kubectl: Kubectl, crd: None) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "PodDisruptionBudget",
             "Service",
             "Deployment",
         ]

@@ -243,10 +243,6 @@ def test_an_image_owned_by_a_live_object_is_refused_until_that_object_is_gone(
     assert calls[DELETE] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finalize deletes the image spec.source.imageId names without checking who owns it",
-)
 def test_an_object_refused_adoption_deletes_nothing_even_with_deletion_policy_delete(
     start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str, record: Record
 ) -> None:

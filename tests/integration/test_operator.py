@@ -242,8 +242,8 @@ def test_metrics_are_scrapeable_and_count_what_happened(
         for s in families["desktop_image_operator_reconciles"].samples
         if s.name.endswith("_total")
     }
-    # The create handler starts the copy and returns; the per-object loop polls it until Ready.
-    assert ("create", "progressing") in results
-    assert ("resync", "ready") in results
+    # The object's loop starts the copy at once and returns; later scheduled looks poll it until Ready.
+    assert ("start", "progressing") in results
+    assert ("scheduled", "ready") in results
     assert families["desktop_image_operator_time_to_ready_seconds"].samples
     assert families["desktop_image_operator_cloud_request_duration_seconds"].samples

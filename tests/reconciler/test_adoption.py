@@ -190,3 +190,13 @@ async def test_switching_from_observe_to_manage_takes_the_image_over(s: Stand) -
     s.change_spec(managementPolicy="Manage")
     assert (await s.settle()).result is Result.READY
     assert (await the_image(s, image_id))["labels"][OWNER_UID_LABEL] == UID
+
+
+async def test_an_object_refused_adoption_never_deletes_the_owner_s_image(s: Stand) -> None:
+    image_id = await s.make_image("theirs", labels_of(OTHER_UID, "team-b", "theirs"))
+    s.owners.live.add(OTHER_UID)
+    s.use(adopting(image_id, name="theirs", deletionPolicy="Delete"))
+    assert (await s.reconcile()).reason == r.ADOPTION_CONFLICT
+    assert (await s.finalize()).result is Result.RETAINED
+    assert await mutating_calls(s) == ["DesktopImageService.Copy"]  # only the image's own making
+    assert len(await s.images()) == 1

@@ -9,6 +9,7 @@ that is never held across a sleep: a reconcile takes one step and says when to l
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -27,6 +28,7 @@ from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler.annotations import PREFIX
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
 from desktop_image_operator.reconciler.resource import InvalidObject, Resource
@@ -45,9 +47,13 @@ class ObjectState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float | None = None  # seconds until the next reconcile, set by the last one
     failures: int = 0
-    # The newest version of the object we know: from a handler, the resync loop or our own status patch.
+    # The newest version of the object we know: from a watch event, the loop or our own status patch.
     # A reconcile always starts from it, never from a body that predates a status we wrote.
     latest: Mapping[str, Any] | None = None
+    # What the user last asked for, as far as the loop knows: a change of it wakes the loop at once.
+    intent: tuple[int, str] | None = None
+    # Set by a change the next reconcile has not seen yet; that reconcile runs at once.
+    changed: bool = False
 
     def freshest(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         if self.latest is None or _version(body) >= _version(self.latest):
@@ -110,6 +116,7 @@ class Controller:
         state = self.state(memo)
         async with state.lock:
             started = time.monotonic()
+            state.changed = False  # this reconcile reads the newest body: any change so far is seen
             current = state.freshest(body)
             outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
@@ -214,30 +221,58 @@ class Controller:
 
     # -- the per-object loop --------------------------------------------------------------------------
 
-    async def resync_loop(self, body: Mapping[str, Any], memo: Any, stopped: Any) -> None:
-        """Per-object loop: sleep until the delay the last reconcile chose, then reconcile again."""
+    def notice(self, body: Mapping[str, Any], memo: Any) -> None:
+        """A watch event: keep the newest body; wake the loop when the user changed what they ask for."""
         state = self.state(memo)
-        while not stopped:  # until kopf stops the daemon: the object is deleted, or the operator stops
-            delay = state.delay if state.delay is not None else self._initial_delay()
-            state.wake.clear()
-            woken = await _wait_any(state.wake, stopped, timeout=delay)
-            if stopped:
-                return
-            if not woken:
-                await self._reconcile_in_loop(body, memo)
+        current = state.freshest(body)
+        intent = _intent(current)
+        if state.intent is None:
+            state.intent = intent
+            if state.delay is None:
+                state.delay = self._first_look(current)
+                state.wake.set()
+        elif intent != state.intent:
+            state.intent = intent
+            state.changed = True
+            state.wake.set()
 
-    async def _reconcile_in_loop(self, body: Mapping[str, Any], memo: Any) -> None:
+    def _first_look(self, body: Mapping[str, Any]) -> float:
+        """When to look first at an object just seen (a new one, or every one after a restart).
+
+        One that is settled (Ready at its generation, nothing running) is looked at some time within the
+        resync period, chosen at random, so a restart with thousands of objects is no burst of reads.
+        Anything else is looked at now.
+        """
+        if not _settled(body):
+            return 0.0
+        return self._rng.uniform(0.0, self.settings.resync_seconds)
+
+    async def run_loop(self, body: Mapping[str, Any], memo: Any, stopped: Any) -> None:
+        """Per-object loop: sleep until the delay the last reconcile (or a change) chose, then reconcile."""
+        state = self.state(memo)
+        if state.delay is None:
+            state.delay = self._first_look(state.freshest(body))
+        trigger = "start"
+        while not stopped:  # until kopf stops the daemon: the object is deleted, or the operator stops
+            state.wake.clear()
+            if not state.changed:
+                woken = await _wait_any(state.wake, stopped, timeout=state.delay or 0.0)
+                if stopped:
+                    return
+                if woken and not state.changed:
+                    continue  # a new delay was chosen meanwhile
+            trigger = "change" if state.changed else trigger
+            await self._reconcile_in_loop(body, memo, trigger)
+            trigger = "scheduled"
+
+    async def _reconcile_in_loop(self, body: Mapping[str, Any], memo: Any, trigger: str) -> None:
         try:
-            await self.reconcile(body, memo, trigger="resync")
+            await self.reconcile(body, memo, trigger=trigger)
         except Exception:  # the loop must outlive a failed status write or a slow API server
             state = self.state(memo)
             state.failures += 1
             state.delay = next_delay(Result.TRANSIENT_ERROR, state.failures, self.settings, self._rng)
             log.exception("reconcile failed; retrying in %.1fs", state.delay)
-
-    def _initial_delay(self) -> float:
-        jitter = self.settings.resync_jitter
-        return self.settings.resync_seconds * (1 + self._rng.uniform(-jitter, jitter))
 
     def _writer(self, body: Mapping[str, Any], state: ObjectState) -> StatusWriter:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -258,6 +293,38 @@ def _blocked_deletion(resource: Resource, failure: Failure) -> Failure:
         "finalizer to leave the image in the cloud."
     )
     return Failure(failure.reason, failure.message + advice, cloud_error=failure.cloud_error)
+
+
+def _intent(body: Mapping[str, Any]) -> tuple[int, str]:
+    """What the user asks for: the spec (by its generation) and the object's labels and annotations.
+
+    Any annotation counts, not only the pause: annotating an object is how people ask for a look now.
+    The operator's own deletion bookkeeping does not count.
+    """
+    metadata = body.get("metadata", {})
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if not k.startswith(PREFIX)}
+    marks = json.dumps([annotations, metadata.get("labels") or {}], sort_keys=True)
+    return int(metadata.get("generation", 0)), marks
+
+
+def _settled(body: Mapping[str, Any]) -> bool:
+    """Ready at the current generation with no operation running: nothing to do until the next resync."""
+    status = body.get("status") or {}
+    generation = body.get("metadata", {}).get("generation")
+    ready = _ready(body)
+    return (
+        ready is not None
+        and ready.get("status") == "True"
+        and ready.get("observedGeneration") == generation
+        and status.get("observedGeneration") == generation
+        and not status.get("operation")
+    )
+
+
+def _ready(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    found: Mapping[str, Any] | None = next((x for x in conditions if x.get("type") == CONDITION_READY), None)
+    return found
 
 
 def _ready_reason(body: Mapping[str, Any]) -> str:

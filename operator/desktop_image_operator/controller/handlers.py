@@ -1,5 +1,10 @@
 """The kopf handlers: thin, they only hand events to the Controller.
 
+Reconciles run in one loop per object (a kopf daemon); watch events only wake it. No create, update or
+resume handler is registered, so kopf keeps no bookkeeping on the objects: the only writes before Ready
+are the finalizer, the operation record and the Ready status. Deletion is kopf's on.delete handler, which
+holds the finalizer until the cloud image is gone.
+
 Handlers live on a registry of their own (not kopf's global one), so the operator registers exactly
 these and tests can build a fresh operator per run.
 """
@@ -29,18 +34,6 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.resume(*RESOURCE, id="resume", registry=registry)
-    async def resumed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await controller.reconcile(body, memo, trigger="resume")
-
-    @kopf.on.create(*RESOURCE, id="create", registry=registry)
-    async def created(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await controller.reconcile(body, memo, trigger="create")
-
-    @kopf.on.update(*RESOURCE, id="update", registry=registry)
-    async def updated(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await controller.reconcile(body, memo, trigger="update")
-
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         outcome = await controller.finalize(body, memo)
@@ -49,26 +42,38 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             delay = controller.deletion_retry_delay(memo, outcome)
             raise kopf.TemporaryError(f"deletion not finished: {outcome.reason}", delay=delay)
 
-    @kopf.on.event(*RESOURCE, id="gone", registry=registry)
-    def gone(type: str, body: kopf.Body, **_: Any) -> None:
-        # Also when a finalizer was removed by hand: the objects gauge must not keep a ghost.
+    @kopf.on.event(*RESOURCE, id="watch", registry=registry)
+    async def watched(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # Every watch event, our own status writes included: the controller keeps the newest body and wakes
+        # the object's loop only for a change that matters (spec, annotations, a new object).
         if type == "DELETED":
-            controller.forget(body)
+            controller.forget(body)  # also when a finalizer was removed by hand: no ghost in the gauge
+        else:
+            controller.notice(body, memo)
 
-    @kopf.daemon(*RESOURCE, id="resync", registry=registry, cancellation_timeout=5.0)
-    async def resync(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        await controller.resync_loop(body, memo, stopped)
+    @kopf.daemon(*RESOURCE, id="reconcile", registry=registry, cancellation_timeout=5.0)
+    async def loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        await controller.run_loop(body, memo, stopped)
 
     return registry
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no "last handled" copy of the object: nothing here reacts to diffs, the reconciler compares the
+    object with the cloud itself. Without it kopf would patch an annotation onto every new object."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf's bookkeeping under our own names; no framework defaults on the objects."""
+    """kopf's bookkeeping under our own names (only deletion retries use it); no framework defaults."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Our own events say what a person cares about; kopf's per-handler log lines would be noise and writes.
     settings.posting.loggers = False
     settings.watching.server_timeout = 300

@@ -172,6 +172,26 @@ class KubeApi:
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
 
+    async def desktop_image_uid(self, namespace: str, name: str) -> str | None:
+        """The UID of one DesktopImage, or None when there is none of that name."""
+        call = self._custom.get_namespaced_custom_object
+        what = f"read of DesktopImage {namespace}/{name}"
+        try:
+            found = cast(
+                "dict[str, Any]", await self._call(what, call, GROUP, VERSION, namespace, PLURAL, name)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        uid: str | None = found.get("metadata", {}).get("uid")
+        return uid
+
+    async def namespace_uid(self, name: str) -> str:
+        """The UID of a namespace (kube-system's identifies the cluster)."""
+        found: Any = await self._call(f"read of namespace {name}", self._core.read_namespace, name)
+        return str(found.metadata.uid)
+
     async def read_lease(self, namespace: str, name: str, *, within: float) -> LeaseRecord | None:
         """The Lease, or None when it does not exist."""
         what = f"read of Lease {namespace}/{name}"

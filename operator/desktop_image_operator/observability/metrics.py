@@ -46,7 +46,7 @@ LEADER = Gauge(
 
 RECONCILES = Counter(
     "desktop_image_operator_reconciles",
-    "Reconciles of DesktopImages, by what woke them (create, update, resume, resync, delete) and result.",
+    "Reconciles of DesktopImages, by what started them (start, change, scheduled, delete) and result.",
     ["trigger", "result"],
 )
 

@@ -319,6 +319,11 @@ class _Decide:
         image = self.seen.image
         if image is None:
             return Outcome(Result.DELETED, r.DELETING)
+        if claim(image.labels, self.run.me)[0] not in (Claim.OURS, Claim.PREVIOUS):
+            # Named by spec.source.imageId but never taken over (another object's, say): not ours to delete.
+            message = f"Cloud image {image.id} is not deleted: this object never took it over."
+            self.run.events.normal("ImageRetained", message)
+            return Outcome(Result.RETAINED, r.DELETING)
         if image.status is not ImageStatus.ACTIVE:
             # Being created (adopted mid-copy) or being deleted (by us before a restart, or by someone).
             return await self.run.waiting(
