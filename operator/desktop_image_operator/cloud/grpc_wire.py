@@ -193,6 +193,7 @@ def operation_from_proto(message: Any) -> CloudOperation:
         error=error,
         image=image,
         created_at=_timestamp(message, "created_at"),
+        modified_at=_timestamp(message, "modified_at"),
         description=str(message.description),
     )
 

@@ -55,11 +55,20 @@ class CloudOperation:
     # The response image of a finished copy or update; None for a delete or while running.
     image: CloudImage | None
     created_at: datetime | None
+    # When the cloud last changed it: for a finished operation, when it finished.
+    modified_at: datetime | None = None
     description: str = ""
 
     @property
     def succeeded(self) -> bool:
         return self.done and self.error is None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the cloud took, for a finished operation whose times the cloud gave."""
+        if not self.done or self.created_at is None or self.modified_at is None:
+            return None
+        return max(0.0, (self.modified_at - self.created_at).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -166,5 +166,6 @@ def operation_from_json(data: Mapping[str, Any]) -> CloudOperation:
         error=error,
         image=_response_image(data.get("response")),
         created_at=parse_timestamp(data.get("createdAt")),
+        modified_at=parse_timestamp(data.get("modifiedAt")),
         description=_str(data, "description"),
     )

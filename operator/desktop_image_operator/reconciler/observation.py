@@ -12,6 +12,7 @@ from datetime import datetime
 from desktop_image_operator.api import OperationRecord
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.types import CloudImage, DesktopImageClient, ImageStatus
+from desktop_image_operator.reconciler.listings import FolderListings
 from desktop_image_operator.reconciler.ownership import Claim, Owner, claim
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
@@ -26,6 +27,8 @@ class OperationView:
     error: CloudError | None = None
     # NOT_FOUND for longer than a just-started operation may be invisible: its outcome is unknown.
     lost: bool = False
+    # How long the cloud took, once it is done (from the cloud's own timestamps).
+    duration: float | None = None
 
     @property
     def running(self) -> bool:
@@ -57,7 +60,12 @@ class Observation:
 
 
 async def observe(
-    resource: Resource, me: Owner, cloud: DesktopImageClient, timing: Timing, now: datetime
+    resource: Resource,
+    me: Owner,
+    cloud: DesktopImageClient,
+    timing: Timing,
+    now: datetime,
+    listings: FolderListings,
 ) -> Observation:
     operation = await _operation(resource.status.operation, cloud, timing, now)
     if operation is not None and operation.running:
@@ -67,7 +75,7 @@ async def observe(
         image_id = resource.spec.source.image_id  # the cloud removes the image of a failed copy
     if image_id:
         return await _recorded_image(cloud, image_id, operation)
-    return await _look_up(resource, me, cloud, operation)
+    return await _look_up(resource, me, cloud, operation, listings)
 
 
 async def _operation(
@@ -82,7 +90,8 @@ async def _operation(
             raise
         age = (now - record.started_at).total_seconds()
         return OperationView(record, done=False, lost=age > timing.operation_visible_within_seconds)
-    return OperationView(record, done=operation.done, error=operation.error if operation.done else None)
+    failure = operation.error if operation.done else None
+    return OperationView(record, done=operation.done, error=failure, duration=operation.duration)
 
 
 async def _recorded_image(
@@ -98,13 +107,17 @@ async def _recorded_image(
 
 
 async def _look_up(
-    resource: Resource, me: Owner, cloud: DesktopImageClient, operation: OperationView | None
+    resource: Resource,
+    me: Owner,
+    cloud: DesktopImageClient,
+    operation: OperationView | None,
+    listings: FolderListings,
 ) -> Observation:
     """Our image by its ownership labels, whatever its name (status does not know it)."""
     folder_id = await _folder(resource, cloud)
     if folder_id is None:
         return Observation(operation=operation, source_missing=True)
-    images = await cloud.find_images(folder_id)
+    images = await listings.images(cloud, folder_id)
     ours = [image for image in images if _is_ours(image, me)]
     stranger = next((i for i in images if i.name == resource.image_name and not _is_ours(i, me)), None)
     return Observation(

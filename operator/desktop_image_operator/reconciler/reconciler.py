@@ -44,7 +44,9 @@ from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler import naming
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.desired import DesiredImage
+from desktop_image_operator.reconciler.durations import OperationDurations
 from desktop_image_operator.reconciler.failures import Failure, Stage, classify, operation_failed
+from desktop_image_operator.reconciler.listings import FolderListings
 from desktop_image_operator.reconciler.observation import Observation, OperationView, observe
 from desktop_image_operator.reconciler.ownership import AssumeOwnersExist, Claim, Owner, Owners, claim
 from desktop_image_operator.reconciler.resource import Resource
@@ -100,13 +102,15 @@ class Reconciler:
         """`cluster_id` identifies this cluster in the ownership labels; `owners` tells whether another
         object that owns an image still exists (by default it is assumed to)."""
         self.timing = timing or Timing()
+        self.durations = OperationDurations()
+        self.listings = FolderListings(max_age_seconds=self.timing.folder_listing_max_age_seconds)
         self._cluster_id = cluster_id
         self._owners = owners or AssumeOwnersExist()
         self._now = clock
 
     def _run(self, resource: Resource, write: StatusWriter, events: Events) -> _Run:
         me = Owner.of(resource.uid, self._cluster_id, resource.namespace, resource.name)
-        return _Run(resource, me, write, events, self._now(), self.timing)
+        return _Run(resource, me, write, events, self._now(), self.timing, self.durations, self.listings)
 
     async def report(
         self, resource: Resource, failure: Failure, write: StatusWriter, events: Events
@@ -123,8 +127,8 @@ class Reconciler:
         if resource.paused:
             return await run.paused("Paused by the clouddesktop.yc.io/paused annotation.")
         try:
-            seen = await observe(resource, run.me, cloud, self.timing, run.now)
-            return await _Decide(run, cloud, seen, self._owners).reconcile()
+            seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
+            return await _Decide(run, cloud, seen, self._owners, self.listings).reconcile()
         except CloudError as error:
             return await run.fail(classify(error, during=run.stage))
         except Failure as failure:
@@ -150,8 +154,8 @@ class Reconciler:
         assert cloud is not None, "only a Retain policy needs no cloud client"
         run.stage = "delete"
         try:
-            seen = await observe(resource, run.me, cloud, self.timing, run.now)
-            return await _Decide(run, cloud, seen, self._owners).release()
+            seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
+            return await _Decide(run, cloud, seen, self._owners, self.listings).release()
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
         except Failure as failure:
@@ -161,16 +165,25 @@ class Reconciler:
 class _Decide:
     """One decision on one observation, and the single action it takes."""
 
-    def __init__(self, run: _Run, cloud: DesktopImageClient, seen: Observation, owners: Owners) -> None:
+    def __init__(
+        self,
+        run: _Run,
+        cloud: DesktopImageClient,
+        seen: Observation,
+        owners: Owners,
+        listings: FolderListings,
+    ) -> None:
         self.run = run
         self.cloud = cloud
         self.seen = seen
         self.owners = owners
+        self.listings = listings
         self.status = run.status
         self.resource = run.resource
 
     async def reconcile(self) -> Outcome:
         operation = self.seen.operation
+        self.run.learn(operation)
         if operation is not None:
             if operation.running:
                 return await self.run.progressing(operation.record, _running_message(operation.record))
@@ -251,12 +264,18 @@ class _Decide:
             )
         except CloudError as error:
             if error.code is not Code.ALREADY_EXISTS:
+                if error.retryable or error.code in (Code.UNKNOWN, Code.CANCELLED, Code.DEADLINE_EXCEEDED):
+                    self.listings.forget(self.seen.folder_id)  # the copy may have happened all the same
                 raise
             return await self._name_taken()
         return await self._copy_started(operation, self.seen.folder_id)
 
     async def _copy_started(self, operation: CloudOperation, folder_id: str) -> Outcome:
         status, source = self.status, self.resource.source_id
+        if operation.image_id:
+            self.listings.add(
+                self.cloud, _copied_image(self.resource, self.run.me, folder_id, operation.image_id)
+            )
         status.image_id = operation.image_id
         status.folder_id = folder_id
         status.image_status = "CREATING"
@@ -270,6 +289,7 @@ class _Decide:
         self.run.stage = "observe"
         images = await self.cloud.find_images(self.seen.folder_id, self.resource.image_name)
         if any(claim(image.labels, self.run.me)[0] in (Claim.OURS, Claim.PREVIOUS) for image in images):
+            self.listings.forget(self.seen.folder_id)  # our copy, missing from the listing: list anew
             return await self.run.waiting(
                 r.COPYING, "Found this object's own copy under its name; adopting it."
             )
@@ -308,6 +328,7 @@ class _Decide:
 
     async def release(self) -> Outcome:
         operation = self.seen.operation
+        self.run.learn(operation)
         if operation is not None:
             if operation.running:
                 return await self.run.progressing(
@@ -324,6 +345,7 @@ class _Decide:
             message = f"Cloud image {image.id} is not deleted: this object never took it over."
             self.run.events.normal("ImageRetained", message)
             return Outcome(Result.RETAINED, r.DELETING)
+        self.status.image_id = image.id  # found by label: read it by its ID from now on
         if image.status is not ImageStatus.ACTIVE:
             # Being created (adopted mid-copy) or being deleted (by us before a restart, or by someone).
             return await self.run.waiting(
@@ -431,6 +453,22 @@ def _adoption_conflict(image: CloudImage, owner: Owner) -> Failure:
     return Failure(r.ADOPTION_CONFLICT, message, cloud_error=False)
 
 
+def _copied_image(resource: Resource, me: Owner, folder_id: str, image_id: str) -> CloudImage:
+    """The image a copy just accepted will be, as far as a look-up by label needs to know."""
+    desired = DesiredImage.of(resource, me)
+    return CloudImage(
+        id=image_id,
+        folder_id=folder_id,
+        name=desired.name,
+        description=desired.description,
+        labels=dict(desired.labels),
+        status=ImageStatus.CREATING,
+        storage_size=0,
+        min_disk_size=0,
+        created_at=None,
+    )
+
+
 def _copy_request(resource: Resource, me: Owner, folder_id: str) -> CopyRequest:
     desired = DesiredImage.of(resource, me)
     return CopyRequest(
@@ -454,9 +492,13 @@ class _Run:
         events: Events,
         now: datetime,
         timing: Timing,
+        durations: OperationDurations,
+        listings: FolderListings,
     ) -> None:
         self.resource = resource
         self.me = me
+        self.durations = durations
+        self.listings = listings
         self.status: DesktopImageStatus = resource.status.model_copy(deep=True)
         self.events = events
         self.now = now
@@ -466,6 +508,13 @@ class _Run:
         self._written = _dump(resource.status)
         before = c.find(self.status.conditions, CONDITION_READY)
         self.ready_before = before if before is None else (before.status, before.reason)
+
+    def learn(self, operation: OperationView | None) -> None:
+        if operation is not None and operation.duration is not None:
+            self.durations.observe(operation.record.kind, operation.duration)
+
+    def poll_after(self, record: OperationRecord) -> float:
+        return self.timing.poll_after(record, self.now, self.durations.expected(record.kind))
 
     # -- conditions -----------------------------------------------------------------------------------
 
@@ -519,7 +568,7 @@ class _Run:
         self._set(CONDITION_READY, c.not_ready(_REASON_OF_RUNNING[kind], message))
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         await self.flush()
-        return Outcome(Result.PROGRESSING, _REASON_OF_RUNNING[kind], self.timing.poll_after(record, self.now))
+        return Outcome(Result.PROGRESSING, _REASON_OF_RUNNING[kind], self.poll_after(record))
 
     async def progressing(self, record: OperationRecord, message: str, reason: str | None = None) -> Outcome:
         """Our operation still runs: say so (once: polls write nothing new), look again soon."""
@@ -529,7 +578,7 @@ class _Run:
             self._set(CONDITION_READY, c.not_ready(reason, message))
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         await self.flush()
-        return Outcome(Result.PROGRESSING, reason, self.timing.poll_after(record, self.now))
+        return Outcome(Result.PROGRESSING, reason, self.poll_after(record))
 
     async def waiting(self, reason: str, message: str) -> Outcome:
         """Waiting on the cloud without an operation of ours (an image still being created, say)."""
@@ -557,6 +606,7 @@ class _Run:
             # The cloud removes the image of a failed copy; the next copy makes a new one.
             self.status.image_id = None
             self.status.image_status = None
+            self.listings.forget(self.status.folder_id or "")
         failure = operation_failed(record.kind, operation.error)
         outcome = await self.fail(failure)
         return Outcome(

@@ -25,10 +25,17 @@ class Timing:
     resync_seconds: float = 600.0
     # How long a just-started operation may answer NOT_FOUND (the cloud lags) before it counts as lost.
     operation_visible_within_seconds: float = 60.0
+    # How long one listing of a folder serves the look-ups of objects without a recorded image.
+    folder_listing_max_age_seconds: float = 30.0
 
-    def poll_after(self, record: OperationRecord, now: datetime) -> float:
+    def poll_after(self, record: OperationRecord, now: datetime, expected: float | None = None) -> float:
+        """When to poll a running operation: when it is `expected` to end (learned from earlier ones),
+        else, or once it is late, after as long as it has run (or been late) so far, within the bounds."""
         age = (now - record.started_at).total_seconds()
-        return min(self.poll_cap_seconds, max(self.poll_base_seconds, age))
+        if expected is not None and age < expected:
+            return min(self.poll_cap_seconds, expected - age)
+        late = age - expected if expected is not None else age
+        return min(self.poll_cap_seconds, max(self.poll_base_seconds, late))
 
     def retry_after(self, reason: str, attempts: int) -> float:
         """The pause before attempt `attempts + 1` after `attempts` failures for `reason`."""
