@@ -148,7 +148,10 @@ class Controller:
         except Failure as failure:
             return await self._reconciler.report(resource, failure, write, events)
         await self._hold_credentials(resource)
-        return await self._reconciler.reconcile(resource, cloud, write, events)
+        outcome = await self._reconciler.reconcile(resource, cloud, write, events)
+        if outcome.reason in (c.CREDENTIALS_INVALID, c.PERMISSION_DENIED):
+            self._credentials.forget(resource)  # perhaps the Secret has a new key by now
+        return outcome
 
     async def _hold_credentials(self, resource: Resource) -> None:
         """Keep the object's credentials Secret until the object is gone: its deletion still needs it."""

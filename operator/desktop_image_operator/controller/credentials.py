@@ -1,9 +1,14 @@
 """Which credentials an object's cloud calls use: its credentialsRef Secret, else the operator's default.
 
 Token sources come from the session's registry, so every object naming the same key shares one IAM token.
+A Secret's key is read once and kept for a while (`credentials_cache_seconds`), not on every reconcile: a
+changed Secret takes effect within that time, and at once when the cloud refuses the cached key.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError
@@ -15,13 +20,30 @@ from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
 
+_Ref = tuple[str, str, str]  # namespace, Secret name, key
+
 
 class Credentials:
-    def __init__(self, session: CloudSession, kube: KubeApi, settings: OperatorSettings) -> None:
+    def __init__(
+        self,
+        session: CloudSession,
+        kube: KubeApi,
+        settings: OperatorSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self._kube = kube
         self._default = default_token_source(session, settings)
         self._default_client = session.client(self._default) if self._default else None
+        self._max_age = settings.credentials_cache_seconds
+        self._clock = clock
+        self._cached: dict[_Ref, tuple[float, DesktopImageClient]] = {}
+
+    def forget(self, resource: Resource) -> None:
+        """The cloud refused this object's credentials: read its Secret again next time."""
+        ref = resource.spec.credentials_ref
+        if ref is not None:
+            self._cached.pop((resource.namespace, ref.name, ref.key), None)
 
     async def client_for(self, resource: Resource) -> DesktopImageClient:
         """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none.
@@ -36,6 +58,16 @@ class Credentials:
                     "No credentials: set spec.credentialsRef or give the operator default credentials.",
                 )
             return self._default_client
+        cached = self._cached.get((resource.namespace, ref.name, ref.key))
+        if cached is not None and self._clock() - cached[0] < self._max_age:
+            return cached[1]
+        client = await self._read(resource)
+        self._cached[(resource.namespace, ref.name, ref.key)] = (self._clock(), client)
+        return client
+
+    async def _read(self, resource: Resource) -> DesktopImageClient:
+        ref = resource.spec.credentials_ref
+        assert ref is not None
         try:
             key = await self._kube.read_secret_key(resource.namespace, ref.name, ref.key)
             source = self._session.token_sources.from_key(key)

@@ -33,6 +33,14 @@ class OperatorSettings(BaseModel):
     terminal_retry_base_seconds: float = Field(
         60.0, gt=0, description="First delay before retrying a terminal failure (the spec did not change)."
     )
+    credentials_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "How long a credentials Secret's key is used before the Secret is read again (0: every time); "
+            "a key the cloud refuses is read again at once."
+        ),
+    )
     credentials_file: Path | None = Field(
         None, description="Default credentials: an authorized key JSON file."
     )
