@@ -76,6 +76,12 @@ OPTIONS: tuple[Option, ...] = (
         "first delay before retrying a terminal failure without a spec change",
         "float",
     ),
+    Option(
+        "--credentials-cache-seconds",
+        ("credentials_cache_seconds",),
+        "how long a credentials Secret's key is used before the Secret is read again",
+        "float",
+    ),
     Option("--credentials-file", ("credentials_file",), "default credentials: authorized key JSON file"),
     Option(
         "--metadata-credentials",
