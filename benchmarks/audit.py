@@ -2,8 +2,8 @@
 
 The control plane logs every non-read request once, at stage ResponseComplete. The operator talks to the API
 server through two clients with the same identity, told apart by user agent: kopf (`kopf/...`) and the
-official Python client (`OpenAPI-Generator/...`, status patches). kubectl (`kubectl/...`) is the benchmark
-itself. Each write is counted as "<verb> <resource>[/<subresource>]"; Kubernetes events separately.
+official Python client, which names itself (`desktop-image-operator/...`: status patches, Secret and
+Lease writes). kubectl (`kubectl/...`) is the benchmark itself. Each write is counted as "<verb> <resource>[/<subresource>]"; Kubernetes events separately.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-CLIENTS = {"kopf/": "kopf", "OpenAPI-Generator/": "kubernetes-client", "kubectl/": "kubectl"}
+CLIENTS = {
+    "kopf/": "kopf",
+    "desktop-image-operator/": "kubernetes-client",
+    "OpenAPI-Generator/": "kubernetes-client",
+    "kubectl/": "kubectl",
+}
 OPERATOR_CLIENTS = frozenset({"kopf", "kubernetes-client"})
 EVENT_RESOURCES = frozenset({"events"})
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from desktop_image_operator.fakecloud import seeds
+from desktop_image_operator_dev.fakecloud import seeds
 from tests.conftest import Kubectl, kubectl_json
 from tests.integration.conftest import StartOperator
 from tests.integration.manifests import desktop_image, from_compute_image, text
@@ -247,3 +247,20 @@ def test_metrics_are_scrapeable_and_count_what_happened(
     assert ("scheduled", "ready") in results
     assert families["desktop_image_operator_time_to_ready_seconds"].samples
     assert families["desktop_image_operator_cloud_request_duration_seconds"].samples
+
+
+def test_status_writes_name_the_operator_as_their_field_manager(
+    start_operator: StartOperator, cloud: FakeCloudProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(desktop_image("managed")))
+    wait_ready(kubectl, namespace, "managed")
+    obj = kubectl_json(kubectl, "get", "-n", namespace, "desktopimage", "managed", "--show-managed-fields")
+    status_managers = {
+        entry["manager"] for entry in obj["metadata"]["managedFields"] if entry.get("subresource") == "status"
+    }
+    assert status_managers == {"desktop-image-operator"}
+    # No framework bookkeeping left on the object: only the finalizer.
+    annotations = obj["metadata"].get("annotations") or {}
+    assert not [key for key in annotations if "clouddesktop.yc.io" in key]
+    assert obj["metadata"]["finalizers"] == ["clouddesktop.yc.io/finalizer"]

@@ -9,6 +9,7 @@ that is never held across a sleep: a reconcile takes one step and says when to l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -27,6 +28,7 @@ from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator.observability import metrics
+from desktop_image_operator.observability.logs import reconcile_scope
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.annotations import PREFIX
 from desktop_image_operator.reconciler.failures import Failure
@@ -118,7 +120,8 @@ class Controller:
             started = time.monotonic()
             state.changed = False  # this reconcile reads the newest body: any change so far is seen
             current = state.freshest(body)
-            outcome = await self._reconcile(current, state)
+            with _scope(current):
+                outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
             self._count(state, outcome)
             state.wake.set()  # the resync loop picks up the new delay
@@ -169,7 +172,8 @@ class Controller:
         async with state.lock:
             started = time.monotonic()
             current = state.freshest(body)
-            outcome = await self._finalize(current, state)
+            with _scope(current):
+                outcome = await self._finalize(current, state)
             metrics.observe_reconcile(outcome.result.value, "delete", time.monotonic() - started)
             if outcome.result in _RELEASED:
                 metrics.OBJECTS.forget(current["metadata"]["uid"])
@@ -296,6 +300,11 @@ def _blocked_deletion(resource: Resource, failure: Failure) -> Failure:
         "finalizer to leave the image in the cloud."
     )
     return Failure(failure.reason, failure.message + advice, cloud_error=failure.cloud_error)
+
+
+def _scope(body: Mapping[str, Any]) -> contextlib.AbstractContextManager[object]:
+    metadata = body.get("metadata", {})
+    return reconcile_scope(metadata.get("namespace", ""), metadata.get("name", ""), metadata.get("uid", ""))
 
 
 def _intent(body: Mapping[str, Any]) -> tuple[int, str]:

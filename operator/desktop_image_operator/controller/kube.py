@@ -16,6 +16,7 @@ import asyncio
 import base64
 import copy
 import functools
+import importlib.metadata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,13 @@ DEFAULT_WORKERS = 8
 # urllib3's, decides when a slow API server is asked again, and a timed-out call frees its thread.
 _RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
 _STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("desktop-image-operator")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def load_client_configuration() -> client.Configuration:
@@ -86,6 +94,10 @@ class SecretMeta:
         return self.uid, self.resource_version
 
 
+FIELD_MANAGER = "desktop-image-operator"
+USER_AGENT = f"desktop-image-operator/{_version()}"
+
+
 class KubeApi:
     def __init__(
         self,
@@ -100,6 +112,8 @@ class KubeApi:
         self._gate = gate
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
         self._api = client.ApiClient(_bounded(configuration))
+        # Who wrote what: the API server's audit log and managedFields name the operator, not the library.
+        self._api.user_agent = USER_AGENT
         self._custom = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
         self._coordination = client.CoordinationV1Api(self._api)
@@ -111,7 +125,9 @@ class KubeApi:
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource of one DesktopImage; returns the object as written."""
-        call = self._custom.patch_namespaced_custom_object_status
+        call = functools.partial(
+            self._custom.patch_namespaced_custom_object_status, field_manager=FIELD_MANAGER
+        )
         what = f"status patch of DesktopImage {namespace}/{name}"
         self._admit(what)
         written = await self._call(what, call, GROUP, VERSION, namespace, PLURAL, name, patch)
