@@ -3,7 +3,8 @@
 The control plane logs every non-read request once, at stage ResponseComplete. The operator talks to the API
 server through two clients with the same identity, told apart by user agent: kopf (`kopf/...`) and the
 official Python client, which names itself (`desktop-image-operator/...`: status patches, Secret and
-Lease writes). kubectl (`kubectl/...`) is the benchmark itself. Each write is counted as "<verb> <resource>[/<subresource>]"; Kubernetes events separately.
+Lease writes). kubectl (`kubectl/...`) is the benchmark itself. Each write is counted as
+"<verb> <resource>[/<subresource>]"; Kubernetes events separately.
 """
 
 from __future__ import annotations
