@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The operator (what ships), the development package (devtools/), and what only runs from a checkout.
+PYTHON_TREES := operator devtools tests benchmarks
 
 .PHONY: run test lint format crds manifests controlplane-bin helm-bin system-deps venv bench bench-chaos clean
 
@@ -17,27 +19,27 @@ test: venv controlplane-bin helm-bin lint
 	@./scripts/pytest.sh $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check $(PYTHON_TREES)
+	$(BIN)/ruff format --check $(PYTHON_TREES)
 	$(BIN)/mypy
 	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 format: venv
-	$(BIN)/ruff check --fix operator tests benchmarks
-	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix $(PYTHON_TREES)
+	$(BIN)/ruff format $(PYTHON_TREES)
 
 # The CRD from the pydantic models, its copy in the chart, and the plain manifests rendered from the chart.
 crds: venv helm-bin
 	$(BIN)/desktop-image-operator crd > crds/clouddesktop.yc.io_desktopimages.yaml
 	cp crds/clouddesktop.yc.io_desktopimages.yaml deploy/helm/desktop-image-operator/crds/
-	$(BIN)/python -m tests.delivery.render_manifests
+	$(BIN)/python -m desktop_image_operator_dev.manifests
 
 manifests: venv helm-bin
-	$(BIN)/python -m tests.delivery.render_manifests
+	$(BIN)/python -m desktop_image_operator_dev.manifests
 
 # etcd and kube-apiserver built from their Go modules; cached outside the repository by version.
 controlplane-bin: venv
-	$(BIN)/python -m desktop_image_operator.devenv.binaries
+	$(BIN)/python -m desktop_image_operator_dev.devenv.binaries
 
 # Helm built from its Go module at the version pinned in scripts/helm.sh; cached outside the repository.
 helm-bin: system-deps
@@ -45,10 +47,11 @@ helm-bin: system-deps
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml | system-deps
+$(STAMP): pyproject.toml devtools/pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The operator with its test and lint tools, then the development package (fake cloud, local stack).
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./devtools
 	touch $@
 
 system-deps:

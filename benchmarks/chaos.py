@@ -39,10 +39,10 @@ from benchmarks.scenarios import tally_calls
 from benchmarks.stack import FakeCloud, Operator
 from desktop_image_operator.api import CRD_NAME, GROUP, PLURAL, VERSION
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
-from desktop_image_operator.devenv.binaries import Binaries
-from desktop_image_operator.devenv.controlplane import ControlPlane
-from desktop_image_operator.devenv.stack import Kubectl, StackError, WaitTimeout, wait_until
-from desktop_image_operator.fakecloud import methods, seeds
+from desktop_image_operator_dev.devenv.binaries import Binaries
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv.stack import Kubectl, StackError, WaitTimeout, wait_until
+from desktop_image_operator_dev.fakecloud import methods, seeds
 
 T = TypeVar("T")
 

@@ -20,8 +20,8 @@ from benchmarks.options import QUICK, Options
 from benchmarks.stack import FakeCloud
 from desktop_image_operator.api import CRD_NAME
 from desktop_image_operator.controller.settings import OperatorSettings
-from desktop_image_operator.devenv.controlplane import ControlPlane
-from desktop_image_operator.devenv.stack import Kubectl
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv.stack import Kubectl
 
 CRD_FILE = system.REPO / "crds" / "clouddesktop.yc.io_desktopimages.yaml"
 USER_AGENT = "desktop-image-operator-benchmarks"

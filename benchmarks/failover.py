@@ -36,8 +36,8 @@ from kubernetes import client, config
 from benchmarks import manifests
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.commands.run import ENV_PREFIX
-from desktop_image_operator.devenv.controlplane import ControlPlane
-from desktop_image_operator.devenv.stack import FakeCloudChild, Kubectl, OperatorChild, wait_until
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv.stack import FakeCloudChild, Kubectl, OperatorChild, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "clouddesktop.yc.io_desktopimages.yaml"

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from desktop_image_operator.api import API_VERSION, KIND
-from desktop_image_operator.fakecloud import seeds
+from desktop_image_operator_dev.fakecloud import seeds
 
 
 def from_desktop(name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from benchmarks.options import Options
 from benchmarks.stack import FakeCloud, Operator
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.settings import OperatorSettings
-from desktop_image_operator.devenv.stack import Kubectl, WaitTimeout, wait_until
+from desktop_image_operator_dev.devenv.stack import Kubectl, WaitTimeout, wait_until
 
 TOKEN_METHODS = ("IamTokenService.", "Metadata.")
 

@@ -1,8 +1,8 @@
 """The pieces under test as child processes on loopback: the fake cloud and the operator.
 
-They are the local stack's (`desktop_image_operator.devenv.stack`), whose children die with us even when we
-are killed and whose waits are all bounded, with what the benchmarks add: windows on the fake cloud's
-request log, and the operator's memory and CPU time.
+They are the local stack's (`desktop_image_operator_dev.devenv.stack`), whose children die with us even
+when we are killed and whose waits are all bounded, with what the benchmarks add: windows on the fake
+cloud's request log, and the operator's memory and CPU time.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import system
-from desktop_image_operator.devenv.stack import FakeCloudChild, OperatorChild
+from desktop_image_operator_dev.devenv.stack import FakeCloudChild, OperatorChild
 
 
 class FakeCloud(FakeCloudChild):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from desktop_image_operator.devenv.binaries import Binaries
+from desktop_image_operator_dev.devenv.binaries import Binaries
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from desktop_image_operator.devenv import tools
-from desktop_image_operator.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv import tools
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 

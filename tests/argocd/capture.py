@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from desktop_image_operator.devenv.controlplane import ControlPlane
-from desktop_image_operator.devenv.stack import Kubectl
-from desktop_image_operator.fakecloud import methods, seeds
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv.stack import Kubectl
+from desktop_image_operator_dev.fakecloud import methods, seeds
 from tests.integration.manifests import desktop_image
 from tests.integration.support import FakeCloudProcess, OperatorProcess, wait_until
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desktop_image_operator.devenv.binaries import build_cached
+from desktop_image_operator_dev.devenv.binaries import build_cached
 
 SOURCE = Path(__file__).resolve().parent / "luarunner"
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import chaos
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
-from desktop_image_operator.fakecloud.faults import FaultSet
+from desktop_image_operator_dev.fakecloud.faults import FaultSet
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECTS = 5

@@ -21,7 +21,7 @@ from desktop_image_operator.cloud import (
     open_cloud,
 )
 from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
+from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
 from .support import VirtualClock, other_rsa_key, private_pem
 

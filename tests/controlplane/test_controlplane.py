@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, watch
 
-from desktop_image_operator.devenv import tools
-from desktop_image_operator.devenv.controlplane import ControlPlane
+from desktop_image_operator_dev.devenv import tools
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.conftest import Kubectl, kubectl_json
 
 pytestmark = pytest.mark.controlplane
@@ -217,7 +217,7 @@ def test_children_die_with_a_killed_parent() -> None:
     script = textwrap.dedent(
         """
         import sys, time
-        from desktop_image_operator.devenv.controlplane import ControlPlane
+        from desktop_image_operator_dev.devenv.controlplane import ControlPlane
         cp = ControlPlane(with_controller_manager=False)
         cp.start()
         print(" ".join(str(p.pid) for _, p in cp._processes), cp.workdir, flush=True)

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from desktop_image_operator.controller.settings import OperatorSettings
-from desktop_image_operator.devenv import processes
+from desktop_image_operator_dev.devenv import processes
 from tests.conftest import Kubectl
 from tests.delivery import dockerfile
 from tests.delivery.support import CHART, DOCKERFILE, REPO, Helm, ProcessUnderTest, only, operator_env
@@ -105,8 +105,8 @@ def test_dockerignore_keeps_the_context_to_what_is_shipped() -> None:
         assert ignore.excluded(path), f"{path} would be in the build context"
     for path in ("pyproject.toml", "README.md", "operator/desktop_image_operator/cli.py"):
         assert not ignore.excluded(path), f"{path} is needed by the build"
-    package_data = "operator/desktop_image_operator/devenv/go/kubernetes/go.mod"
-    assert not ignore.excluded(package_data), "package data ships in the wheel"
+    development = "devtools/desktop_image_operator_dev/fakecloud/server.py"
+    assert ignore.excluded(development), "the development package never enters the image"
 
 
 # --- the replay ---------------------------------------------------------------------------------------

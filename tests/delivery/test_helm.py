@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from desktop_image_operator.devenv import tools
-from desktop_image_operator.devenv.controlplane import ControlPlane
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
+from desktop_image_operator_dev.devenv import tools
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.conftest import Kubectl
 from tests.delivery.conftest import MakeNamespace
 from tests.delivery.support import CHART, Helm, documents, token_kubeconfig

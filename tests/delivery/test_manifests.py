@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from desktop_image_operator_dev import manifests as render_manifests
 from tests.conftest import Kubectl
-from tests.delivery import render_manifests
 from tests.delivery.support import CRD_FILE, MANIFESTS, REPO, Helm, documents
 
 pytestmark = pytest.mark.timeout(900)  # the first test may build Helm

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from desktop_image_operator.devenv.stack import Kubectl
-from desktop_image_operator.fakecloud import seeds
+from desktop_image_operator_dev.devenv.stack import Kubectl
+from desktop_image_operator_dev.fakecloud import seeds
 
 pytestmark = pytest.mark.controlplane
 

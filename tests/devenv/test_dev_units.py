@@ -16,8 +16,8 @@ import yaml
 from desktop_image_operator.api import validation
 from desktop_image_operator.api.constants import API_VERSION, KIND
 from desktop_image_operator.api.spec import DesktopImageSpec
-from desktop_image_operator.devenv import dev, liveview, stack
-from desktop_image_operator.fakecloud import seeds
+from desktop_image_operator_dev.devenv import dev, liveview, stack
+from desktop_image_operator_dev.fakecloud import seeds
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
+from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig
 
 from .helpers import Metadata
 

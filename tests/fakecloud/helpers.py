@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import jwt
 
-from desktop_image_operator.fakecloud.iam import AUDIENCE, KEY_ID_LINE
+from desktop_image_operator_dev.fakecloud.iam import AUDIENCE, KEY_ID_LINE
 
 
 def private_pem(key: dict[str, str]) -> str:

@@ -8,7 +8,7 @@ from google.protobuf import field_mask_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
-from desktop_image_operator.fakecloud import FakeCloud, seeds
+from desktop_image_operator_dev.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
 from .helpers import (

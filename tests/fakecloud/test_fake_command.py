@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from desktop_image_operator.fakecloud import command
+from desktop_image_operator_dev.fakecloud import command
 
 from .helpers import make_jwt
 
@@ -123,7 +123,7 @@ async def test_command_module_serves_and_stops_on_sigint(tmp_path: Path) -> None
     key_path.write_text("old")
     key_path.chmod(0o644)  # an existing file is tightened too
     output = await _run_command(
-        ["-m", "desktop_image_operator.fakecloud.command", "--json"],
+        ["-m", "desktop_image_operator_dev.fakecloud.command", "--json"],
         re.compile(r'"cloudDesktop": "(http://127\.0\.0\.1:\d+)"'),
         key_path,
     )
@@ -144,7 +144,7 @@ def test_non_loopback_hosts_are_refused(capsys: pytest.CaptureFixture[str]) -> N
 def test_registering_options_stays_cheap() -> None:
     code = (
         "import sys, argparse\n"
-        "from desktop_image_operator.fakecloud import command\n"
+        "from desktop_image_operator_dev.fakecloud import command\n"
         "command.add_arguments(argparse.ArgumentParser())\n"
         "print(sorted(m for m in ('grpc', 'aiohttp', 'yandex', 'cryptography') if m in sys.modules))\n"
     )

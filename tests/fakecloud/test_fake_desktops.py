@@ -7,7 +7,7 @@ import httpx
 import pytest
 from yandex.cloud.clouddesktop.v1 import desktop_pb2, desktop_service_pb2, desktop_service_pb2_grpc
 
-from desktop_image_operator.fakecloud import FakeCloud, seeds
+from desktop_image_operator_dev.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
 from .helpers import Metadata, assert_rest_error

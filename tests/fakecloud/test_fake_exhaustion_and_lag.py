@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
-from desktop_image_operator.fakecloud import FakeCloud, seeds
+from desktop_image_operator_dev.fakecloud import FakeCloud, seeds
 
 from .conftest import ManualClock
 from .helpers import (

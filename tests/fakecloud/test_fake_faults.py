@@ -11,7 +11,7 @@ import pytest
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
-from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 from .conftest import ManualClock
 from .helpers import (

@@ -13,8 +13,8 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
 
-from desktop_image_operator.fakecloud import FakeCloud
-from desktop_image_operator.fakecloud.seeds import GIB
+from desktop_image_operator_dev.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud.seeds import GIB
 
 from .conftest import ManualClock
 from .helpers import Metadata, make_jwt

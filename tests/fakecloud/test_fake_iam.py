@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig
-from desktop_image_operator.fakecloud.iam import AUDIENCE
+from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig
+from desktop_image_operator_dev.fakecloud.iam import AUDIENCE
 
 from .conftest import ManualClock
 from .helpers import IMAGES, METADATA_TOKEN, TOKENS, assert_rest_error, make_jwt, private_pem

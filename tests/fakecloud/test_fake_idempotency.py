@@ -12,7 +12,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 from yandex.cloud.operation import operation_pb2
 
-from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 from .conftest import ManualClock
 from .helpers import IMAGES, Metadata, assert_rest_error, ok_json

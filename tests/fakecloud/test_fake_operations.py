@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 from .conftest import ManualClock
 from .helpers import IMAGES, assert_rest_error, copy_from_desktop, get_image, get_operation

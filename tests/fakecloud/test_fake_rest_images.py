@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
-from desktop_image_operator.fakecloud.seeds import GIB
+from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
+from desktop_image_operator_dev.fakecloud.seeds import GIB
 
 from .conftest import ManualClock
 from .helpers import (

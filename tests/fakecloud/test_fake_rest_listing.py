@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 from .conftest import ManualClock
 from .helpers import IMAGES, assert_rest_error, copy_compute_image, ok_json

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from desktop_image_operator.fakecloud import FakeCloud
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 
 @pytest.fixture

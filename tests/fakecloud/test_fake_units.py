@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 
-from desktop_image_operator.fakecloud.codes import CloudError, Code
-from desktop_image_operator.fakecloud.config import FakeCloudConfig
-from desktop_image_operator.fakecloud.faults import FaultSet
-from desktop_image_operator.fakecloud.filters import parse_filter
-from desktop_image_operator.fakecloud.requestlog import RequestLog
-from desktop_image_operator.fakecloud.validation import Bounds, rules_for, validate
+from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.config import FakeCloudConfig
+from desktop_image_operator_dev.fakecloud.faults import FaultSet
+from desktop_image_operator_dev.fakecloud.filters import parse_filter
+from desktop_image_operator_dev.fakecloud.requestlog import RequestLog
+from desktop_image_operator_dev.fakecloud.validation import Bounds, rules_for, validate
 
 
 def test_code_parsing_and_http_mapping() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from desktop_image_operator.fakecloud import seeds
+from desktop_image_operator_dev.fakecloud import seeds
 
 API_VERSION = "clouddesktop.yc.io/v1alpha1"
 

@@ -1,6 +1,6 @@
 """Driving the real pieces from tests: the fake cloud's CLI and the operator's CLI as child processes.
 
-They are the local stack's (`desktop_image_operator.devenv.stack`) with what tests want: quick operations
+They are the local stack's (`desktop_image_operator_dev.devenv.stack`) with what tests want: quick operations
 and retries, and a fake cloud that a test can reset to the config it started with.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop_image_operator.devenv.stack import FakeCloudChild, OperatorChild, wait_until
+from desktop_image_operator_dev.devenv.stack import FakeCloudChild, OperatorChild, wait_until
 
 __all__ = ["FakeCloudProcess", "OperatorProcess", "wait_until"]
 

@@ -29,9 +29,9 @@ from desktop_image_operator.api.constants import (
     OWNER_UID_LABEL,
 )
 from desktop_image_operator.commands.run import ENV_PREFIX
-from desktop_image_operator.devenv.stack import child_environment
-from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.reconciler.ownership import Owner
+from desktop_image_operator_dev.devenv.stack import child_environment
+from desktop_image_operator_dev.fakecloud import seeds
 from tests.conftest import Kubectl, kubectl_json
 from tests.integration.conftest import StartOperator
 from tests.integration.manifests import API_VERSION, desktop_image

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 
 from desktop_image_operator.cloud import CloudSettings, CopyRequest, DesktopImageClient, open_cloud
-from desktop_image_operator.fakecloud import FakeCloud, FakeCloudConfig, seeds
 from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
+from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
 UID = "0b6f1a52-3c1e-4c59-9a4e-2f1d8e7c6b5a"
 OTHER_UID = "11111111-2222-3333-4444-555555555555"
@@ -135,11 +135,15 @@ class Stand:
         self.clock = clock
         self.admin = admin
         self.owners = KnownOwners()
-        self.reconciler = Reconciler(
-            timing=TIMING, cluster_id=CLUSTER_ID, owners=self.owners, clock=clock.datetime
-        )
+        self.restart()
         self.body = manifest()
         self.recorder = Recorder(self.body)
+
+    def restart(self) -> None:
+        """A new operator process: what the reconciler learned or cached in memory is gone."""
+        self.reconciler = Reconciler(
+            timing=TIMING, cluster_id=CLUSTER_ID, owners=self.owners, clock=self.clock.datetime
+        )
 
     def use(self, body: dict[str, Any]) -> Recorder:
         self.body = body

@@ -14,11 +14,11 @@ from desktop_image_operator.api.constants import (
     OWNER_NAMESPACE_LABEL,
     OWNER_UID_LABEL,
 )
-from desktop_image_operator.fakecloud import seeds
 from desktop_image_operator.reconciler import naming
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.ownership import cluster_label
 from desktop_image_operator.reconciler.reconciler import Result
+from desktop_image_operator_dev.fakecloud import seeds
 from tests.reconciler.harness import (
     CLUSTER_ID,
     COPY_SECONDS,
@@ -153,6 +153,7 @@ async def test_a_copy_whose_record_was_lost_in_a_crash_is_found_by_its_label_not
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
     assert "status" not in s.body
 
     outcome = await s.settle()
@@ -170,6 +171,7 @@ async def test_a_rename_after_an_unrecorded_copy_ends_with_one_image_of_the_new_
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
     s.change_spec(name="renamed")
 
     outcome = await s.settle()
@@ -207,6 +209,7 @@ async def test_a_name_taken_by_a_copy_the_index_does_not_list_yet_is_awaited_not
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
 
     outcome = await s.reconcile()  # List shows nothing; the copy meets ALREADY_EXISTS
     assert outcome.result is Result.PROGRESSING
@@ -338,6 +341,7 @@ async def test_an_update_whose_record_was_lost_is_resent_with_the_same_key(s: St
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
     await s.reconcile()
     updates = await s.requests("Update")
     assert len(updates) == 2
@@ -405,6 +409,7 @@ async def test_an_image_still_being_created_without_our_operation_is_awaited(s: 
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
     outcome = await s.reconcile()  # found by label, still CREATING
     assert outcome.result is Result.PROGRESSING
     assert s.recorder.reasons()[-1] == "ImageAdopted"
@@ -461,6 +466,7 @@ async def test_deletion_finds_an_unrecorded_copy_by_its_label(s: Stand) -> None:
     s.recorder.crash_on_write = True
     with pytest.raises(Crash):
         await s.reconcile()
+    s.restart()  # a new process: nothing in memory survives
     s.change_spec(name="renamed-before-the-record")
     assert await finalize_until_released(s) is Result.DELETED
     assert await s.images() == []
@@ -494,3 +500,61 @@ async def test_a_deletion_outage_is_retried_not_released(s: Stand) -> None:
     assert outcome.result is Result.TRANSIENT_ERROR
     assert condition(s.body, "Synced")["reason"] == r.CLOUD_UNAVAILABLE
     assert len(await s.images()) == 1
+
+
+async def test_once_a_copy_was_seen_to_end_the_next_is_polled_when_it_should_end(s: Stand) -> None:
+    await ready_image(s)  # learns how long a copy takes here: COPY_SECONDS
+    second = manifest()
+    second["metadata"].update(name="second", uid=OTHER_UID)
+    s.use(second)
+    started = await s.reconcile()
+    assert started.requeue_after == pytest.approx(COPY_SECONDS)
+    await s.forget_requests()
+
+    s.clock.advance(started.requeue_after or 0)
+    assert (await s.reconcile()).result is Result.READY
+    assert (await s.calls())["OperationService.Get"] == 1  # no poll before it could have ended
+
+
+async def test_a_late_operation_is_polled_after_growing_pauses(s: Stand) -> None:
+    await ready_image(s)
+    await s.config(copySeconds=COPY_SECONDS * 3)  # this copy takes three times as long
+    second = manifest()
+    second["metadata"].update(name="second", uid=OTHER_UID)
+    s.use(second)
+    outcome = await s.reconcile()
+    pauses = []
+    for _ in range(10):
+        s.clock.advance(outcome.requeue_after or 0)
+        outcome = await s.reconcile()
+        if outcome.result is Result.READY:
+            break
+        pauses.append(outcome.requeue_after)
+    assert outcome.result is Result.READY
+    assert pauses == sorted(pauses)  # never shorter than the one before
+    assert len(pauses) <= 8
+
+
+async def test_a_copy_whose_status_write_failed_is_found_in_the_same_process(s: Stand) -> None:
+    await s.config(honorIdempotency=False)
+    await ready_image(s)  # the folder's listing is now in memory, from before the next copy
+    second = manifest(name="second-image")
+    second["metadata"].update(name="second", uid=OTHER_UID)
+    s.use(second)
+    s.recorder.crash_on_write = True  # the API server refuses the write; the process goes on
+    with pytest.raises(Crash):
+        await s.reconcile()
+
+    assert (await s.settle()).result is Result.READY
+    assert len(await copy_keys(s)) == 2  # one per object
+    assert len(await s.images()) == 2
+
+
+async def test_objects_created_together_share_one_listing_of_their_folder(s: Stand) -> None:
+    for index in range(5):
+        body = manifest(name=f"image-{index}")
+        body["metadata"].update(name=f"object-{index}", uid=f"00000000-0000-4000-8000-00000000000{index}")
+        s.use(body)
+        assert (await s.reconcile()).result is Result.PROGRESSING
+    assert (await s.calls())["DesktopImageService.List"] == 1
+    assert len(await s.images()) == 5

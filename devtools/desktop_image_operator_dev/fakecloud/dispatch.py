@@ -1,0 +1,107 @@
+"""The path every cloud call takes, whatever the transport: settle operations, authenticate, apply
+faults, run the handler, and log the call."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from yandex.cloud.operation import operation_pb2
+
+from desktop_image_operator_dev.fakecloud import ids, operations
+from desktop_image_operator_dev.fakecloud.clock import rfc3339
+from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.context import CallContext
+from desktop_image_operator_dev.fakecloud.state import FakeState
+
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallMeta:
+    """What the transport read from the call's headers or metadata."""
+
+    transport: str
+    method: str
+    authorization: str | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    # Update only: the mask's paths, read before anything can refuse the call (None: unreadable request).
+    update_mask: list[str] | None = None
+
+
+@dataclasses.dataclass
+class Outcome(Generic[T]):
+    request_id: str
+    trace_id: str
+    response: T | None = None
+    error: CloudError | None = None
+    # The work is done, but the transport must not answer.
+    drop: bool = False
+
+
+class Dispatcher:
+    def __init__(self, state: FakeState) -> None:
+        self._state = state
+
+    async def run(
+        self, meta: CallMeta, handler: Callable[[CallContext], T], *, authenticate: bool = True
+    ) -> Outcome[T]:
+        state = self._state
+        started = time.perf_counter()
+        wall = state.clock()
+        outcome: Outcome[T] = Outcome(
+            request_id=meta.request_id or ids.new_request_id(), trace_id=uuid.uuid4().hex
+        )
+        # With honorIdempotency off the key is still logged, but the handlers never see it.
+        key = meta.idempotency_key if state.config.honor_idempotency else None
+        ctx = CallContext(principal="", idempotency_key=key)
+        decision = state.faults.decide(meta.method, meta.transport)
+        refusal = ""
+        try:
+            if decision is not None and decision.latency_seconds > 0:
+                await asyncio.sleep(decision.latency_seconds)
+            operations.settle(state)
+            if authenticate:
+                principal, refusal = state.iam.principal(meta.authorization)
+                ctx.principal = principal or ""
+            if decision is not None and decision.error is not None:
+                raise CloudError(*decision.error, retry_after=decision.retry_after)
+            if authenticate and not ctx.principal:
+                raise CloudError(Code.UNAUTHENTICATED, refusal)
+            if decision is not None:
+                ctx.fail_operation = decision.fail_operation
+            outcome.response = handler(ctx)
+            outcome.drop = decision is not None and decision.drop_response
+        except CloudError as exc:
+            outcome.error = exc
+        except Exception as exc:  # a bug in the fake: answer INTERNAL and say why in the log
+            _log.exception("%s failed", meta.method)
+            outcome.error = CloudError(Code.INTERNAL, f"Internal error: {type(exc).__name__}")
+        if decision is not None and (
+            outcome.error is not None or (decision.fail_operation and not ctx.fail_operation_used)
+        ):
+            decision.refund_outcome()
+        response = outcome.response
+        state.requests.add(
+            time=rfc3339(wall),
+            transport=meta.transport,
+            method=meta.method,
+            code=outcome.error.code.name if outcome.error is not None else Code.OK.name,
+            request_id=outcome.request_id,
+            principal=ctx.principal or None,
+            idempotency_key=meta.idempotency_key,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            operation_id=response.id if isinstance(response, operation_pb2.Operation) else None,
+            dropped=outcome.drop,
+            fault=decision.label if decision is not None else None,
+            update_mask=meta.update_mask,
+        )
+        return outcome
