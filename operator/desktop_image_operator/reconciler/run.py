@@ -1,0 +1,212 @@
+"""One reconcile's working state: the status it builds, the events it sends, and the outcome it ends with.
+
+Writes happen only when the status differs from what the object has, as one merge patch.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from desktop_image_operator.api import (
+    CONDITION_READY,
+    CONDITION_SYNCED,
+    DesktopImageStatus,
+    OperationKind,
+    OperationRecord,
+)
+from desktop_image_operator.cloud.types import CloudImage, ImageStatus
+from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler import reasons as r
+from desktop_image_operator.reconciler.durations import OperationDurations
+from desktop_image_operator.reconciler.failures import Failure, Stage, operation_failed
+from desktop_image_operator.reconciler.listings import FolderListings
+from desktop_image_operator.reconciler.observation import OperationView
+from desktop_image_operator.reconciler.outcome import Events, Outcome, Result, StatusWriter
+from desktop_image_operator.reconciler.ownership import Owner
+from desktop_image_operator.reconciler.resource import Resource
+from desktop_image_operator.reconciler.timing import Timing
+
+log = logging.getLogger(__name__)
+
+REASON_OF_RUNNING: dict[OperationKind, str] = {"Copy": r.COPYING, "Update": r.UPDATING, "Delete": r.DELETING}
+_SYNC_OK = "The last reconcile reached the cloud without error."
+
+
+class Run:
+    """One reconcile's working state: the status being built, and writes only when something changed."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        me: Owner,
+        write: StatusWriter,
+        events: Events,
+        now: datetime,
+        timing: Timing,
+        durations: OperationDurations,
+        listings: FolderListings,
+    ) -> None:
+        self.resource = resource
+        self.me = me
+        self.durations = durations
+        self.listings = listings
+        self.status: DesktopImageStatus = resource.status.model_copy(deep=True)
+        self.events = events
+        self.now = now
+        self.timing = timing
+        self.stage: Stage = "observe"
+        self._write = write
+        self._written = _dump(resource.status)
+        before = c.find(self.status.conditions, CONDITION_READY)
+        self.ready_before = before if before is None else (before.status, before.reason)
+
+    def learn(self, operation: OperationView | None) -> None:
+        if operation is not None and operation.duration is not None:
+            self.durations.observe(operation.record.kind, operation.duration)
+
+    def poll_after(self, record: OperationRecord) -> float:
+        return self.timing.poll_after(record, self.now, self.durations.expected(record.kind))
+
+    # -- conditions -----------------------------------------------------------------------------------
+
+    def _set(self, condition_type: str, verdict: c.Verdict) -> None:
+        self.status.conditions = c.apply(
+            self.status.conditions, condition_type, verdict, self.resource.generation, self.now
+        )
+
+    def _ready_reason(self) -> str | None:
+        return self.ready_before[1] if self.ready_before else None
+
+    def mirror(self, image: CloudImage) -> None:
+        self.status.image_id = image.id
+        self.status.image_status = image.status.value
+        self.status.storage_size = image.storage_size
+        self.status.min_disk_size = image.min_disk_size
+        self.status.folder_id = image.folder_id
+        self.status.created_at = image.created_at
+
+    # -- outcomes -------------------------------------------------------------------------------------
+
+    async def ready(self, image: CloudImage, message: str | None = None) -> Outcome:
+        first = self.resource.status.image_status != ImageStatus.ACTIVE.value
+        self.mirror(image)
+        self.status.operation = None
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.ready(message=message) if message else c.ready())
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        was_ready = self.ready_before is not None and self.ready_before[0] == "True"
+        if not was_ready:
+            event = "ImageUpdated" if self._ready_reason() == r.UPDATING else "ImageReady"
+            self.events.normal(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
+        await self.flush()
+        return Outcome(Result.READY, r.AVAILABLE, first_ready=first and not was_ready)
+
+    async def started(self, kind: OperationKind, operation_id: str, message: str) -> Outcome:
+        """Record an operation the cloud just accepted: a restart follows it instead of starting another."""
+        previous = self.status.operation
+        repeat = previous is not None and previous.kind == kind and previous.phase == "Failed"
+        same_change = self.status.observed_generation == self.resource.generation
+        record = OperationRecord(
+            kind=kind,
+            id=operation_id,
+            phase="Running",
+            started_at=self.now,
+            attempts=previous.attempts + 1 if previous is not None and repeat and same_change else 1,
+        )
+        self.status.operation = record
+        self.status.operation_id = operation_id
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.not_ready(REASON_OF_RUNNING[kind], message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, REASON_OF_RUNNING[kind], self.poll_after(record))
+
+    async def progressing(self, record: OperationRecord, message: str, reason: str | None = None) -> Outcome:
+        """Our operation still runs: say so (once: polls write nothing new), look again soon."""
+        reason = reason or REASON_OF_RUNNING[record.kind]
+        self.status.observed_generation = self.resource.generation
+        if self._ready_reason() != reason:  # the message written when it started says more
+            self._set(CONDITION_READY, c.not_ready(reason, message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, reason, self.poll_after(record))
+
+    async def waiting(self, reason: str, message: str) -> Outcome:
+        """Waiting on the cloud without an operation of ours (an image still being created, say)."""
+        self.status.observed_generation = self.resource.generation
+        self._set(CONDITION_READY, c.not_ready(reason, message))
+        self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        await self.flush()
+        return Outcome(Result.PROGRESSING, reason, self.timing.poll_base_seconds)
+
+    async def retry_later(self, reason: str, due_in: float) -> Outcome:
+        """A failed operation waits for its retry: the conditions already say why; write nothing new."""
+        result = Result.TERMINAL_ERROR if r.kind_of(reason) is r.Kind.TERMINAL else Result.TRANSIENT_ERROR
+        return Outcome(result, reason, due_in)
+
+    async def paused(self, message: str) -> Outcome:
+        self._set(CONDITION_SYNCED, c.not_ready(r.RECONCILE_PAUSED, message))
+        await self.flush()
+        return Outcome(Result.PAUSED, r.RECONCILE_PAUSED)
+
+    async def operation_failed(self, operation: OperationView) -> Outcome:
+        record = operation.record
+        assert operation.error is not None
+        self.status.operation = record.model_copy(update={"phase": "Failed", "finished_at": self.now})
+        if record.kind == "Copy":
+            # The cloud removes the image of a failed copy; the next copy makes a new one.
+            self.status.image_id = None
+            self.status.image_status = None
+            self.listings.forget(self.status.folder_id or "")
+        failure = operation_failed(record.kind, operation.error)
+        outcome = await self.fail(failure)
+        return Outcome(
+            outcome.result, outcome.reason, self.timing.retry_after(failure.reason, record.attempts)
+        )
+
+    async def fail(self, failure: Failure) -> Outcome:
+        log.info("%s: %s", self.resource.ref, failure)
+        self.status.observed_generation = self.resource.generation
+        if failure.cloud_error:
+            self._set(CONDITION_SYNCED, c.not_ready(failure.reason, failure.message))
+        else:
+            self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
+        # A passing outage while our operation runs leaves Ready saying what the image is doing: the
+        # operation goes on, and the next run polls it again.
+        running = self.status.operation is not None and self.status.operation.phase == "Running"
+        if not (running and failure.kind is r.Kind.TRANSIENT):
+            if failure.reason != self._ready_reason():
+                self.events.warning(failure.reason, failure.message)
+            self._set(CONDITION_READY, c.not_ready(failure.reason, failure.message))
+        await self.flush()
+        result = Result.TERMINAL_ERROR if failure.terminal else Result.TRANSIENT_ERROR
+        return Outcome(result, failure.reason)
+
+    async def flush(self) -> None:
+        """Write the status if it differs from what the object has (one merge patch)."""
+        current = _dump(self.status)
+        if current == self._written:
+            return
+        await self._write({"status": _merge_patch(self._written, current)})
+        self._written = current
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from old to new: changed fields, and null for each field that went away."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old or old[key] != value:
+            patch[key] = _merge_patch(old[key], value) if _both_dicts(old.get(key), value) else value
+    for gone in old.keys() - new.keys():
+        patch[gone] = None
+    return patch
+
+
+def _both_dicts(a: object, b: object) -> bool:
+    return isinstance(a, dict) and isinstance(b, dict)
+
+
+def _dump(status: DesktopImageStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
