@@ -7,12 +7,14 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import grpc
-from yandex.cloud.clouddesktop.v1.desktop_image_service_pb2_grpc import DesktopImageServiceStub
-from yandex.cloud.clouddesktop.v1.desktop_service_pb2_grpc import DesktopServiceStub
-from yandex.cloud.operation.operation_service_pb2_grpc import OperationServiceStub
 
 from desktop_image_operator.cloud import grpc_wire
 from desktop_image_operator.cloud.errors import CloudError, Code
+from desktop_image_operator.cloud.generated.yandex.cloud.clouddesktop.v1 import (
+    desktop_image_service_pb2_grpc,
+    desktop_service_pb2_grpc,
+)
+from desktop_image_operator.cloud.generated.yandex.cloud.operation import operation_service_pb2_grpc
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 
@@ -47,9 +49,9 @@ class GrpcTransport:
 
     def __init__(self, desktop_channel: Any, operation_channel: Any, *, timeout: float = 30.0) -> None:
         self._timeout = timeout
-        self._images = DesktopImageServiceStub(desktop_channel)
-        self._desktops = DesktopServiceStub(desktop_channel)
-        self._operations = OperationServiceStub(operation_channel)
+        self._images = desktop_image_service_pb2_grpc.DesktopImageServiceStub(desktop_channel)
+        self._desktops = desktop_service_pb2_grpc.DesktopServiceStub(desktop_channel)
+        self._operations = operation_service_pb2_grpc.OperationServiceStub(operation_channel)
 
     def __repr__(self) -> str:
         return "GrpcTransport()"

@@ -9,8 +9,6 @@ from typing import Any
 
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
-from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_image_service_pb2, desktop_service_pb2
-from yandex.cloud.operation import operation_service_pb2
 
 from desktop_image_operator.cloud.errors import (
     CloudError,
@@ -19,6 +17,12 @@ from desktop_image_operator.cloud.errors import (
     StatusDetails,
     parse_retry_after,
 )
+from desktop_image_operator.cloud.generated.yandex.cloud.clouddesktop.v1 import (
+    desktop_image_pb2,
+    desktop_image_service_pb2,
+    desktop_service_pb2,
+)
+from desktop_image_operator.cloud.generated.yandex.cloud.operation import operation_service_pb2
 from desktop_image_operator.cloud.transport import ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest, ImageStatus
 
