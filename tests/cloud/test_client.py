@@ -16,6 +16,7 @@ from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import ImagePage
 from desktop_image_operator.cloud.types import CopyRequest
+from desktop_image_operator.observability import metrics
 
 from .support import FakeTokenSource, ScriptedTransport, VirtualClock, image, operation
 
@@ -40,6 +41,7 @@ def make_client(
         polling=polling,
         clock=clock,
         rng=random.Random(5),
+        observe_request=metrics.observe_cloud_request,  # what the controller hands its session
     )
 
 

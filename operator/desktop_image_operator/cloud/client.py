@@ -16,6 +16,7 @@ from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.fencing import CallGate
+from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import (
@@ -32,7 +33,6 @@ from desktop_image_operator.cloud.transport import (
     Transport,
 )
 from desktop_image_operator.cloud.types import UPDATABLE_FIELDS, CloudImage, CloudOperation, CopyRequest
-from desktop_image_operator.observability.metrics import observe_cloud_request
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,10 @@ class ManagedClient:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         gate: CallGate | None = None,
+        observe_request: RequestObserver = unobserved,
     ) -> None:
         self._transport = transport
+        self._observe_request = observe_request
         self._gate = gate
         self.token_source = token_source
         self._limiter = limiter
@@ -228,9 +230,9 @@ class ManagedClient:
                     result = await send(ctx)
                 except CloudError as exc:
                     error = exc
-                    observe_cloud_request(method, error.code.name, self._clock.monotonic() - started)
+                    self._observe_request(method, error.code.name, self._clock.monotonic() - started)
                 else:
-                    observe_cloud_request(method, Code.OK.name, self._clock.monotonic() - started)
+                    self._observe_request(method, Code.OK.name, self._clock.monotonic() - started)
                     self._limiter.succeeded(started)
                     return result
             if error.code is Code.UNAUTHENTICATED and not refreshed and self.token_source.invalidate(token):

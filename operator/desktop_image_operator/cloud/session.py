@@ -16,6 +16,7 @@ from desktop_image_operator.cloud.credentials.registry import TokenSourceRegistr
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.credentials.token_service import TokenService
 from desktop_image_operator.cloud.fencing import CallGate
+from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.settings import CloudSettings
@@ -40,9 +41,11 @@ class CloudSession:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         gate: CallGate | None = None,
+        observe_request: RequestObserver = unobserved,
     ) -> None:
         self.settings = settings
         self._gate = gate
+        self._observe_request = observe_request
         self._http_transport = http_transport
         self._clock = clock
         self._rng = rng or random.Random()
@@ -102,6 +105,7 @@ class CloudSession:
                 retry=self._retry,
                 clock=self._clock,
                 rng=self._rng,
+                observe_request=self._observe_request,
             )
         )
         try:
@@ -180,6 +184,7 @@ class CloudSession:
             clock=self._clock,
             rng=self._rng,
             gate=self._gate,
+            observe_request=self._observe_request,
         )
 
 
@@ -190,10 +195,19 @@ def open_cloud(
     clock: Clock = SYSTEM_CLOCK,
     rng: random.Random | None = None,
     gate: CallGate | None = None,
+    observe_request: RequestObserver = unobserved,
 ) -> CloudSession:
     """The session for `settings`, to be entered with `async with`.
 
     `gate`, when given, is asked before every cloud call (leader election's fence). `http_transport`,
-    `clock` and `rng` exist for tests (an `httpx.MockTransport`, virtual time, a seed).
+    `clock` and `rng` exist for tests (an `httpx.MockTransport`, virtual time, a seed). `observe_request`
+    hears every cloud request's method, code and duration (the controller feeds its metrics with it).
     """
-    return CloudSession(settings, http_transport=http_transport, clock=clock, rng=rng, gate=gate)
+    return CloudSession(
+        settings,
+        http_transport=http_transport,
+        clock=clock,
+        rng=rng,
+        gate=gate,
+        observe_request=observe_request,
+    )

@@ -59,7 +59,8 @@ async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event |
         gate=fence,
     )
     try:
-        async with open_cloud(settings.cloud, gate=fence) as session:
+        cloud = open_cloud(settings.cloud, gate=fence, observe_request=metrics.observe_cloud_request)
+        async with cloud as session:
             controller = Controller(
                 settings=settings,
                 reconciler=Reconciler(

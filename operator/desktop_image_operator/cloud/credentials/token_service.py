@@ -18,11 +18,11 @@ import httpx
 
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.errors import RETRYABLE_CODES, CloudError, Code, CredentialsError
+from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.rest import json_object, transport_error
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import METHOD_IAM_CREATE_TOKEN, METHOD_METADATA_TOKEN
 from desktop_image_operator.cloud.wire_json import parse_timestamp
-from desktop_image_operator.observability.metrics import observe_cloud_request
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,10 @@ class TokenService:
         retry: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        observe_request: RequestObserver = unobserved,
     ) -> None:
         self._http = http
+        self._observe_request = observe_request
         self._iam_url = iam_endpoint.rstrip("/") + IAM_TOKENS_PATH
         self._metadata_url = metadata_endpoint.rstrip("/") + METADATA_TOKEN_PATH
         self._retry = retry or RetryPolicy()
@@ -127,7 +129,7 @@ class TokenService:
                 data = await self._attempt(attempt)
             except CloudError as raw_error:
                 error = _scrub(raw_error, secrets)
-                observe_cloud_request(method, error.code.name, self.clock.monotonic() - started)
+                self._observe_request(method, error.code.name, self.clock.monotonic() - started)
                 if not self._retry.should_retry(error, number):
                     raise _final(method, error) from None
                 delay = self._retry.delay(error, number, self._rng)
@@ -137,7 +139,7 @@ class TokenService:
                 )
                 await self.clock.sleep(delay)
             else:
-                observe_cloud_request(method, Code.OK.name, self.clock.monotonic() - started)
+                self._observe_request(method, Code.OK.name, self.clock.monotonic() - started)
                 return data
         raise AssertionError("unreachable: the last attempt either returns or raises")
 
