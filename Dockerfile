@@ -7,6 +7,9 @@
 # onto a clean interpreter. Every dependency must come as a prebuilt wheel (--only-binary), so neither
 # stage needs a compiler and the runtime stage holds no build tools at all.
 #
+# Only the operator's own package is built: the development package (devtools/) never enters the build
+# context, and the runtime dependencies carry no build tools (no SDK pulling grpcio-tools or setuptools).
+#
 # The base image is pinned to a Python patch release and a Debian release. For byte-for-byte
 # reproducible builds pin its digest as well, the same in both stages, e.g.
 #   ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
@@ -46,9 +49,17 @@ RUN python -m venv --without-pip "$VIRTUAL_ENV" \
 
 FROM ${PYTHON_IMAGE}
 
+# Where the image comes from, set by the build (the release workflow passes the tag, the commit and the
+# repository URL), e.g. `--build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)"`.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+
 LABEL org.opencontainers.image.title="desktop-image-operator" \
       org.opencontainers.image.description="Kubernetes operator for Yandex Cloud Desktop images" \
-      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # The packaging tools of the base interpreter are not needed to run the operator: drop them. The

@@ -24,6 +24,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
+	./scripts/actionlint.sh
 
 format: venv
 	$(BIN)/ruff check --fix $(PYTHON_TREES)

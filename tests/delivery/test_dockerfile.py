@@ -82,6 +82,15 @@ def test_runtime_stage_takes_only_the_environment_and_runs_unprivileged() -> Non
     assert final.last("EXPOSE").args.split() == [str(defaults.metrics_port), str(defaults.health_port)]
 
 
+def test_image_labels_name_source_revision_and_version_from_build_arguments() -> None:
+    final = DOCKER.final
+    declared = {i.args.partition("=")[0] for i in final.all("ARG")}
+    labels = dict(pair for i in final.all("LABEL") for pair in dockerfile.env_pairs(i))
+    for label, argument in (("source", "SOURCE"), ("revision", "REVISION"), ("version", "VERSION")):
+        assert argument in declared, f"the runtime stage declares no ARG {argument}"
+        assert labels[f"org.opencontainers.image.{label}"] == f"${{{argument}}}"
+
+
 def test_runtime_user_is_the_charts(helm: Helm) -> None:
     pod = only(helm.render(), "Deployment")["spec"]["template"]["spec"]
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (UID, UID)
@@ -110,6 +119,20 @@ def test_dockerignore_keeps_the_context_to_what_is_shipped() -> None:
 
 
 # --- the replay ---------------------------------------------------------------------------------------
+
+
+BUILD_TOOLS = ("pip", "setuptools", "wheel", "pkg_resources", "_distutils_hack", "grpc_tools", "build")
+
+
+def _build_tools(venv: Path) -> list[str]:
+    """Packaging and code-generation tools installed in a virtual environment (packages or their metadata)."""
+    found = []
+    for site in venv.glob("lib/python*/site-packages"):
+        for entry in site.iterdir():
+            name = entry.name.split("-")[0].lower().replace(".dist", "")
+            if name in BUILD_TOOLS or name.removesuffix(".pth") in BUILD_TOOLS:
+                found.append(entry.name)
+    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -235,6 +258,7 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
     venv = Path(build_env["VIRTUAL_ENV"])
     assert (venv / "bin" / "desktop-image-operator").is_file()
     assert not (venv / "bin" / "pip").exists(), "the runtime environment carries no pip"
+    assert not _build_tools(venv), "the runtime environment carries build tools"
     assert (venv / "bin" / "desktop-image-operator").read_text().startswith(f"#!{venv}/bin/python")
 
     # The runtime stage: its ENV (paths moved under the root), USER, WORKDIR and ENTRYPOINT.
