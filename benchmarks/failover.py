@@ -242,6 +242,7 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
         kubectl("create", "namespace", namespace)
         cloud = FakeCloudChild(workdir, copy_seconds=5.0, operation_seconds=0.5)
         stack.callback(cloud.stop)
+        cloud.config(**ROOMY_QUOTA)
         replicas = Replicas(
             [
                 Replica(

@@ -76,7 +76,8 @@ def configure_logging(log_format: str, level: str) -> None:
     root.setLevel(level)
     # kopf.configure has just appended its own stream handler: only its lines get the context.
     root.handlers[-1].addFilter(_ReconcileFields(prefix=not json_lines))
-    # Request logs of the HTTP clients would print URLs with IDs at every poll; keep them for DEBUG.
-    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+    # Request logs of the HTTP clients would print URLs with IDs at every poll, and kopf says "Handler
+    # succeeded" for every watch event: keep them for DEBUG.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     logging.captureWarnings(True)
