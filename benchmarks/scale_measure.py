@@ -96,6 +96,7 @@ def create_and_wait(
         "cloudCallsPerObject": per_object(calls["byMethod"], calls["total"], len(names)),
         **polls_per_copy(entries),
         "writes": writes_per_object(writes, namespace, names),
+        "timeline": timeline(bench, writes, entries, namespace, names),
         "memory": memory,
         "operatorCpuSeconds": round(cpu, 2),
     }
@@ -108,6 +109,72 @@ def _last_status_write(writes: list[audit.Write], namespace: str, names: set[str
         if w.by_operator and w.namespace == namespace and w.name in names and w.resource == STATUS
     ]
     return max(times) if times else None
+
+
+def timeline(
+    bench: Bench,
+    writes: list[audit.Write],
+    entries: list[dict[str, Any]],
+    namespace: str,
+    names: list[str],
+) -> dict[str, dict[str, float]]:
+    """Where each object's time goes, median and max over the objects, in seconds: creation (kubectl)
+    -> the operator's first write (finalizer) -> Copy call -> first status write (operation record);
+    Copy -> the poll that saw it done; that poll -> the last status write (Ready)."""
+    wanted = set(names)
+    events: dict[str, dict[str, float]] = defaultdict(dict)
+    for w in writes:
+        if w.namespace != namespace or w.name not in wanted or w.is_event:
+            continue
+        moments = events[w.name]
+        if w.client == "kubectl" and w.verb == "create":
+            moments["created"] = w.time
+        elif w.by_operator:
+            moments.setdefault("firstWrite", w.time)
+            if w.resource == STATUS:
+                moments.setdefault("firstStatus", w.time)
+                moments["ready"] = w.time
+    by_operation: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        if entry["operationId"]:
+            by_operation[entry["operationId"]].append(entry)
+    for name, operation in _copy_operations(bench, wanted).items():
+        calls = by_operation.get(operation, [])
+        copied = [wall(e["time"]) for e in calls if e["method"] in COPY_METHODS]
+        polled = [wall(e["time"]) for e in calls if e["method"] == POLL_METHOD]
+        if copied:
+            events[name]["copy"] = copied[0]
+            events[name]["lastPoll"] = max(polled, default=copied[0])
+    stages = {
+        "createdToFirstWrite": ("created", "firstWrite"),
+        "firstWriteToCopy": ("firstWrite", "copy"),
+        "copyToRecord": ("copy", "firstStatus"),
+        "copyToDonePoll": ("copy", "lastPoll"),
+        "donePollToReady": ("lastPoll", "ready"),
+        "createdToReady": ("created", "ready"),
+    }
+    result: dict[str, dict[str, float]] = {}
+    for stage, (start, end) in stages.items():
+        spans = [m[end] - m[start] for m in events.values() if start in m and end in m]
+        if spans:
+            result[stage] = {"median": round(statistics.median(spans), 3), "max": round(max(spans), 3)}
+    return result
+
+
+def _copy_operations(bench: Bench, names: set[str]) -> dict[str, str]:
+    """Object name -> its copy's operation ID, through the image's ownership labels."""
+    owner: dict[str, str] = {}
+    for image in bench.cloud.images():
+        named = names.intersection((image.get("labels") or {}).values())
+        if named:
+            owner[image["id"]] = named.pop()
+    operations = bench.cloud.http.get("/operations").raise_for_status().json()["operations"]
+    found: dict[str, str] = {}
+    for operation in operations:
+        image_id = str((operation.get("metadata") or {}).get("imageId"))
+        if image_id in owner:
+            found[owner[image_id]] = operation["id"]
+    return found
 
 
 def per_object(by_kind: dict[str, int], total: int, count: int) -> dict[str, float]:
@@ -137,13 +204,28 @@ def writes_per_object(writes: list[audit.Write], namespace: str, names: list[str
 
 def polls_per_copy(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Operation polls per copy, from the copies' operation IDs in the request log."""
-    copies = {e["operationId"] for e in entries if e["method"] in COPY_METHODS and e["operationId"]}
-    polls = Counter(e["operationId"] for e in entries if e["method"] == POLL_METHOD)
-    per_copy = [polls.get(operation, 0) for operation in copies]
+    copies = {
+        e["operationId"]: wall(e["time"]) for e in entries if e["method"] in COPY_METHODS and e["operationId"]
+    }
+    polls: dict[str, list[float]] = defaultdict(list)
+    for entry in entries:
+        if entry["method"] == POLL_METHOD and entry["operationId"] in copies:
+            polls[entry["operationId"]].append(wall(entry["time"]) - copies[entry["operationId"]])
     return {
         "copies": len(copies),
-        "pollsPerCopy": _stat(per_copy),
+        "pollsPerCopy": _stat([len(polls.get(operation, [])) for operation in copies]),
+        "pollOffsetsSeconds": _offsets(list(polls.values())),
     }
+
+
+def _offsets(polls: list[list[float]]) -> list[float]:
+    """The median time of each copy's first, second, ... poll after its copy call (when the schedule
+    polls, and how far past the copy's end the last one falls)."""
+    longest = max((len(times) for times in polls), default=0)
+    return [
+        round(statistics.median(sorted(times)[index] for times in polls if len(times) > index), 2)
+        for index in range(longest)
+    ]
 
 
 def polls_by_namespace(bench: Bench, entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
