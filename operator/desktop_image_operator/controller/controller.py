@@ -123,8 +123,7 @@ class Controller:
             with _scope(current):
                 outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
-            self._count(state, outcome)
-            state.wake.set()  # the resync loop picks up the new delay
+            self._count(state, outcome)  # and choose when the object's loop looks again
             return outcome
 
     def _count(self, state: ObjectState, outcome: Outcome) -> None:
