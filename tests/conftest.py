@@ -1,21 +1,18 @@
-"""Shared fixtures: the local Kubernetes control plane and ways to talk to it."""
+"""Shared fixtures: the local Kubernetes control plane and ways to talk to it, fresh namespaces, the CRD,
+the fake cloud and operator processes. Their helpers live in tests/support/."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 
-from desktop_image_operator_dev.devenv import tools
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
-
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+from tests.support.kube import CRD_FILE, Kubectl, MakeNamespace, StartOperator, kubectl_for, unique_name
+from tests.support.processes import FakeCloudProcess, OperatorProcess
 
 
 @pytest.fixture(scope="session")
@@ -32,27 +29,8 @@ def kubeconfig(control_plane: ControlPlane) -> Path:
 
 @pytest.fixture(scope="session")
 def kubectl(kubeconfig: Path) -> Kubectl:
-    """Run kubectl as a user would; `check=False` to inspect failures, `json_output=True` to parse."""
-
-    def run(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 60) -> Any:
-        completed = subprocess.run(
-            [tools.kubectl(), f"--kubeconfig={kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and completed.returncode != 0:
-            command = " ".join(args)
-            output = completed.stderr + completed.stdout
-            raise AssertionError(f"kubectl {command} failed ({completed.returncode}):\n{output}")
-        return completed
-
-    return run
-
-
-def kubectl_json(kubectl: Kubectl, *args: str) -> Any:
-    return json.loads(kubectl(*args, "-o", "json").stdout)
+    """Run kubectl as a user would; `check=False` to inspect failures."""
+    return kubectl_for(kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +41,63 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture
-def namespace(api_client: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (the controller manager finishes the deletion)."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
+def make_namespace(api_client: client.ApiClient) -> Iterator[MakeNamespace]:
+    """Fresh namespaces for one test (with labels if given), all deleted afterwards (the controller
+    manager finishes the deletion)."""
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    made: list[str] = []
+
+    def make(prefix: str = "test", labels: dict[str, str] | None = None) -> str:
+        name = unique_name(prefix)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(make_namespace: MakeNamespace) -> str:
+    """A fresh namespace for this test."""
+    return make_namespace()
+
+
+@pytest.fixture(scope="session")
+def crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(CRD_FILE))
+    kubectl("wait", "--for=condition=Established", "crd/desktopimages.clouddesktop.yc.io", "--timeout=30s")
+
+
+@pytest.fixture(scope="session")
+def fake_cloud_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeCloudProcess]:
+    cloud = FakeCloudProcess(tmp_path_factory.mktemp("fake-cloud"))
+    yield cloud
+    cloud.stop()
+
+
+@pytest.fixture
+def cloud(fake_cloud_process: FakeCloudProcess) -> FakeCloudProcess:
+    """The fake cloud process, emptied of images, requests and faults for this test."""
+    fake_cloud_process.reset()
+    return fake_cloud_process
+
+
+@pytest.fixture
+def start_operator(
+    crd: None, kubeconfig: Path, cloud: FakeCloudProcess, namespace: str, tmp_path: Path
+) -> Iterator[StartOperator]:
+    """Start operator processes watching this test's namespace (or the `namespace` option's); all are
+    stopped afterwards."""
+    started: list[OperatorProcess] = []
+
+    def start(**options: Any) -> OperatorProcess:
+        options.setdefault("namespace", namespace)
+        operator = OperatorProcess(tmp_path, kubeconfig, cloud, **options)
+        started.append(operator)
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()

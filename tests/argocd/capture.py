@@ -32,8 +32,9 @@ import yaml
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from desktop_image_operator_dev.devenv.stack import Kubectl
 from desktop_image_operator_dev.fakecloud import methods, seeds
-from tests.integration.manifests import desktop_image
-from tests.integration.support import FakeCloudProcess, OperatorProcess, wait_until
+from tests.support.kube import condition
+from tests.support.manifests import desktop_image
+from tests.support.processes import FakeCloudProcess, OperatorProcess, wait_until
 
 log = logging.getLogger("capture")
 
@@ -50,11 +51,6 @@ Message = Callable[[dict[str, Any]], str]
 
 
 # --- the expected health messages, spelled out from the conditions ---------------------------------------
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    conditions = obj.get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c.get("type") == kind), {})
 
 
 def describe(cond: dict[str, Any]) -> str:

@@ -16,10 +16,9 @@ from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
-from tests.conftest import Kubectl
-from tests.controller.test_kube import SilentServer
-from tests.integration.conftest import CRD_FILE
-from tests.integration.manifests import desktop_image
+from tests.support.kube import CRD_FILE, Kubectl
+from tests.support.manifests import desktop_image
+from tests.support.servers import SilentServer
 
 pytestmark = [pytest.mark.controlplane]
 

@@ -19,7 +19,7 @@ from kubernetes import client, watch
 
 from desktop_image_operator_dev.devenv import tools
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
-from tests.conftest import Kubectl, kubectl_json
+from tests.support.kube import Kubectl, kubectl_json
 
 pytestmark = pytest.mark.controlplane
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.delivery.support import REPO
+from desktop_image_operator_dev.helm import REPO
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Helpers of the delivery tests: the pinned Helm, the chart's rendered objects, ServiceAccount kubeconfigs
+"""Helpers of the delivery tests: the chart's rendered objects, ServiceAccount kubeconfigs
 and operator processes started from any executable."""
 
 from __future__ import annotations
@@ -13,17 +13,8 @@ import yaml
 
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.devenv.stack import Child, as_environment, operator_wiring
-from desktop_image_operator_dev.helm import (  # noqa: F401 (the delivery tests take them from here)
-    CHART,
-    CHART_CRD_FILE,
-    CRD_FILE,
-    MANIFESTS,
-    REPO,
-    Helm,
-    documents,
-    helm_binary,
-)
-from tests.integration.support import QUICK_SETTINGS, FakeCloudProcess, wait_until
+from desktop_image_operator_dev.helm import REPO
+from tests.support.processes import QUICK_SETTINGS, FakeCloudProcess, wait_until
 
 DOCKERFILE = REPO / "Dockerfile"
 

@@ -11,7 +11,8 @@ import yaml
 
 from desktop_image_operator.commands.run import add_arguments, settings_values
 from desktop_image_operator.controller.settings import OperatorSettings
-from tests.delivery.support import CHART, CHART_CRD_FILE, CRD_FILE, REPO, Helm, container_env, find, only
+from desktop_image_operator_dev.helm import CHART, CHART_CRD_FILE, CRD_FILE, REPO, Helm
+from tests.delivery.support import container_env, find, only
 
 pytestmark = pytest.mark.timeout(900)  # the first test may build Helm
 

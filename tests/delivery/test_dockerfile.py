@@ -27,11 +27,12 @@ import yaml
 
 from desktop_image_operator.controller.settings import OperatorSettings
 from desktop_image_operator_dev.devenv import processes
-from tests.conftest import Kubectl
+from desktop_image_operator_dev.helm import CHART, REPO, Helm
 from tests.delivery import dockerfile
-from tests.delivery.support import CHART, DOCKERFILE, REPO, Helm, ProcessUnderTest, only, operator_env
-from tests.integration import manifests
-from tests.integration.support import FakeCloudProcess
+from tests.delivery.support import DOCKERFILE, ProcessUnderTest, only, operator_env
+from tests.support import manifests
+from tests.support.kube import Kubectl
+from tests.support.processes import FakeCloudProcess
 
 DOCKER = dockerfile.parse(DOCKERFILE.read_text())
 UID = 65532

@@ -16,11 +16,11 @@ import yaml
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
 from desktop_image_operator_dev.devenv import tools
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
-from tests.conftest import Kubectl
-from tests.delivery.conftest import MakeNamespace
-from tests.delivery.support import CHART, Helm, documents, token_kubeconfig
-from tests.integration import manifests
-from tests.integration.support import FakeCloudProcess, OperatorProcess, wait_until
+from desktop_image_operator_dev.helm import CHART, Helm, documents
+from tests.delivery.support import token_kubeconfig
+from tests.support import manifests
+from tests.support.kube import Kubectl, MakeNamespace
+from tests.support.processes import FakeCloudProcess, OperatorProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from desktop_image_operator_dev import manifests as render_manifests
-from tests.conftest import Kubectl
-from tests.delivery.support import CRD_FILE, MANIFESTS, REPO, Helm, documents
+from desktop_image_operator_dev.helm import CRD_FILE, MANIFESTS, REPO, Helm, documents
+from tests.support.kube import Kubectl
 
 pytestmark = pytest.mark.timeout(900)  # the first test may build Helm
 

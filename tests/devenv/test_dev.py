@@ -18,12 +18,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from desktop_image_operator_dev.devenv.stack import Kubectl
 from desktop_image_operator_dev.fakecloud import seeds
+from tests.support.kube import condition
 
 pytestmark = pytest.mark.controlplane
 
@@ -133,11 +133,6 @@ def listening(url: str) -> bool:
         return False
 
 
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
-    conditions = obj.get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == "Ready"), {})
-
-
 def stop_and_check_clean(
     process: subprocess.Popen[str], output: Output, signum: signal.Signals, children: set[int]
 ) -> None:
@@ -176,7 +171,7 @@ def test_dev_brings_every_example_to_ready_and_cleans_up(tmp_path: Path, transpo
         images = kubectl.json("get", "deskimg", "--all-namespaces")["items"]
         assert len(images) == EXAMPLE_IMAGES
         for image in images:
-            ready = ready_condition(image)
+            ready = condition(image)
             assert ready.get("status") == "True", image
             assert ready.get("observedGeneration") == image["metadata"]["generation"]
             assert image["status"]["imageStatus"] == "ACTIVE"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,21 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig
+from tests.support.clocks import ManualClock
 
 from .helpers import Metadata
-
-
-class ManualClock:
-    """A clock the test moves by hand; starts at the real time so JWTs made now are valid."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")

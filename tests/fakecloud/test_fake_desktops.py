@@ -8,8 +8,8 @@ import pytest
 from yandex.cloud.clouddesktop.v1 import desktop_pb2, desktop_service_pb2, desktop_service_pb2_grpc
 
 from desktop_image_operator_dev.fakecloud import FakeCloud, seeds
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import Metadata, assert_rest_error
 
 DESKTOPS = "/cloud-desktop/v1/desktops"

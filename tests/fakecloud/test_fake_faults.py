@@ -12,8 +12,8 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as service_grpc
 
 from desktop_image_operator_dev.fakecloud import FakeCloud
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import (
     IMAGES,
     METADATA_TOKEN,

@@ -15,8 +15,8 @@ from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_
 
 from desktop_image_operator_dev.fakecloud import FakeCloud
 from desktop_image_operator_dev.fakecloud.seeds import GIB
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import Metadata, make_jwt
 
 

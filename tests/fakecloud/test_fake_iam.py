@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig
 from desktop_image_operator_dev.fakecloud.iam import AUDIENCE
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import IMAGES, METADATA_TOKEN, TOKENS, assert_rest_error, make_jwt, private_pem
 
 

@@ -13,8 +13,8 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2_grpc as servi
 from yandex.cloud.operation import operation_pb2
 
 from desktop_image_operator_dev.fakecloud import FakeCloud
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import IMAGES, Metadata, assert_rest_error, ok_json
 
 

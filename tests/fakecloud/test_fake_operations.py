@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from desktop_image_operator_dev.fakecloud import FakeCloud
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import IMAGES, assert_rest_error, copy_from_desktop, get_image, get_operation
 
 

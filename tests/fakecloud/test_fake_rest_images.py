@@ -6,8 +6,8 @@ import httpx
 
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 from desktop_image_operator_dev.fakecloud.seeds import GIB
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import (
     IMAGES,
     assert_quota_error,

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from desktop_image_operator_dev.fakecloud import FakeCloud
+from tests.support.clocks import ManualClock
 
-from .conftest import ManualClock
 from .helpers import IMAGES, assert_rest_error, copy_compute_image, ok_json
 
 

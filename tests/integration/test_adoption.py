@@ -32,18 +32,19 @@ from desktop_image_operator.commands.run import ENV_PREFIX
 from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator_dev.devenv.stack import child_environment
 from desktop_image_operator_dev.fakecloud import seeds
-from tests.conftest import Kubectl, kubectl_json
-from tests.integration.conftest import StartOperator
-from tests.integration.manifests import API_VERSION, desktop_image
-from tests.integration.support import FakeCloudProcess, wait_until
-from tests.integration.test_failure_paths import (
+from tests.support.kube import (
+    Kubectl,
+    StartOperator,
     apply,
+    condition,
     delete_object,
     event_reasons,
-    ready_condition,
+    kubectl_json,
     wait_ready_at,
+    wait_reason,
 )
-from tests.integration.test_operator import wait_reason
+from tests.support.manifests import API_VERSION, desktop_image
+from tests.support.processes import FakeCloudProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -168,9 +169,9 @@ def assert_owned_by(image: dict[str, Any], obj: dict[str, Any], cluster: str) ->
 
 
 def ready_message(obj: dict[str, Any]) -> str:
-    condition = ready_condition(obj)
-    assert condition is not None, obj
-    return str(condition["message"])
+    ready = condition(obj)
+    assert ready, obj
+    return str(ready["message"])
 
 
 # -- 1. adopt by ID -----------------------------------------------------------------------------------------

@@ -9,11 +9,9 @@ import time
 
 import pytest
 
-from tests.conftest import Kubectl, kubectl_json
-from tests.integration.conftest import StartOperator
-from tests.integration.manifests import desktop_image, text
-from tests.integration.support import FakeCloudProcess, wait_until
-from tests.integration.test_operator import get, wait_ready
+from tests.support.kube import Kubectl, StartOperator, get, kubectl_json, wait_ready
+from tests.support.manifests import desktop_image, text
+from tests.support.processes import FakeCloudProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,22 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
-from tests.conftest import Kubectl, kubectl_json
-from tests.integration.conftest import StartOperator
-from tests.integration.manifests import desktop_image, text
-from tests.integration.support import FakeCloudProcess, OperatorProcess, wait_until
-from tests.integration.test_operator import get, wait_reason
-from tests.integration.test_secrets import create_key_secret
+from tests.support.kube import (
+    WAIT,
+    Kubectl,
+    StartOperator,
+    acted_on,
+    apply,
+    create_key_secret,
+    delete_object,
+    event_reasons,
+    get,
+    patch_spec,
+    wait_ready_at,
+    wait_reason,
+)
+from tests.support.manifests import desktop_image
+from tests.support.processes import FakeCloudProcess, OperatorProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -37,68 +46,9 @@ DELETE = "DesktopImageService.Delete"
 # Labels the operator puts on its images besides the spec's (the owner UID at least) share this prefix.
 OPERATOR_LABEL_PREFIX = "clouddesktop-yc-io-"
 # Seconds: room for a few one-second operations and retries, never a hang.
-WAIT = 30
 
 
 # -- driving the objects ------------------------------------------------------------------------------------
-
-
-def apply(kubectl: Kubectl, namespace: str, *manifests: dict[str, Any]) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=text(*manifests))
-
-
-def patch_spec(kubectl: Kubectl, namespace: str, name: str, /, **spec: Any) -> int:
-    """Merge-patch the spec (spec.name too: the object is named positionally); its new generation."""
-    patch = json.dumps({"spec": spec})
-    kubectl("patch", "-n", namespace, "desktopimage", name, "--type=merge", "-p", patch)
-    return int(get(kubectl, namespace, name)["metadata"]["generation"])
-
-
-def delete_object(kubectl: Kubectl, namespace: str, name: str) -> None:
-    """`kubectl delete`, which returns only once the object is gone (or fails after WAIT seconds)."""
-    kubectl("delete", "-n", namespace, "desktopimage", name, f"--timeout={WAIT}s", timeout=WAIT + 10)
-
-
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
-    conditions = obj.get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == "Ready"), None)
-
-
-def is_ready_at(obj: dict[str, Any], generation: int) -> bool:
-    ready = ready_condition(obj)
-    return (
-        ready is not None
-        and ready["status"] == "True"
-        and ready.get("observedGeneration") == generation
-        and obj.get("status", {}).get("observedGeneration") == generation
-    )
-
-
-def acted_on(obj: dict[str, Any], generation: int) -> bool:
-    """Whether the operator has written a condition for this generation (whatever it says)."""
-    conditions = obj.get("status", {}).get("conditions", [])
-    return any(c.get("observedGeneration") == generation for c in conditions)
-
-
-def wait_ready_at(kubectl: Kubectl, namespace: str, name: str, generation: int) -> dict[str, Any]:
-    """The object once Ready=True for exactly this generation (an older Ready does not count)."""
-
-    def reached() -> dict[str, Any] | None:
-        obj = get(kubectl, namespace, name)
-        return obj if is_ready_at(obj, generation) else None
-
-    obj: dict[str, Any] = wait_until(reached, timeout=WAIT, what=f"{name} Ready at generation {generation}")
-    return obj
-
-
-def event_reasons(kubectl: Kubectl, namespace: str, name: str) -> Counter[str]:
-    """How many events of each reason the object got (repeats folded into one event count as many)."""
-    selector = f"involvedObject.name={name}"
-    events = kubectl_json(kubectl, "get", "events", "-n", namespace, "--field-selector", selector)
-    reasons: Counter[str] = Counter()
-    for event in events["items"]:
-        reasons[event["reason"]] += event.get("count") or 1
-    return reasons
 
 
 def status_writes(operator: OperatorProcess) -> float:

@@ -16,9 +16,9 @@ import pytest
 from benchmarks.failover import ROOMY_QUOTA, Replica, Replicas, call_time, calls_by_instance, gaps, terms
 
 from desktop_image_operator_dev.devenv.stack import Kubectl as StackKubectl
-from tests.conftest import Kubectl
-from tests.integration.manifests import desktop_image, text
-from tests.integration.support import FakeCloudProcess, wait_until
+from tests.support.kube import Kubectl
+from tests.support.manifests import desktop_image, text
+from tests.support.processes import FakeCloudProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 

@@ -4,47 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from desktop_image_operator_dev.fakecloud import seeds
-from tests.conftest import Kubectl, kubectl_json
-from tests.integration.conftest import StartOperator
-from tests.integration.manifests import desktop_image, from_compute_image, text
-from tests.integration.support import FakeCloudProcess, wait_until
+from tests.support.kube import Kubectl, StartOperator, condition, get, kubectl_json, wait_ready, wait_reason
+from tests.support.manifests import desktop_image, from_compute_image, text
+from tests.support.processes import FakeCloudProcess, wait_until
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
 COPY_METHODS = ("DesktopImageService.Copy", "DesktopImageService.CopyFromDesktop")
-
-
-def get(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
-    return dict(kubectl_json(kubectl, "get", "-n", namespace, "desktopimage", name))
-
-
-def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind)
-
-
-def wait_ready(kubectl: Kubectl, namespace: str, *names: str, timeout: int = 60) -> None:
-    kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s",
-        *[f"desktopimage/{n}" for n in names], timeout=timeout + 10,
-    )  # fmt: skip
-
-
-def wait_reason(
-    kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 60
-) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        obj = get(kubectl, namespace, name)
-        conditions = obj.get("status", {}).get("conditions", [])
-        return obj if any(c["type"] == "Ready" and c["reason"] == reason for c in conditions) else None
-
-    result: dict[str, Any] = wait_until(reached, timeout=timeout, what=f"{name} Ready reason {reason}")
-    return result
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])

@@ -10,11 +10,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import Kubectl
-from tests.integration.conftest import StartOperator
-from tests.integration.manifests import desktop_image, from_compute_image, text
-from tests.integration.support import FakeCloudProcess
-from tests.integration.test_operator import condition, get, wait_ready, wait_reason
+from tests.support.kube import (
+    Kubectl,
+    StartOperator,
+    condition,
+    create_key_secret,
+    get,
+    wait_ready,
+    wait_reason,
+)
+from tests.support.manifests import desktop_image, from_compute_image, text
+from tests.support.processes import FakeCloudProcess
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -34,13 +40,6 @@ def secret_fragments(key: dict[str, Any]) -> list[str]:
         line for line in key["private_key"].splitlines() if line and not line.startswith(("-----", "PLEASE"))
     ]
     return body[1:4]
-
-
-def create_key_secret(kubectl: Kubectl, namespace: str, name: str, key: dict[str, Any], tmp: Path) -> None:
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps(key))
-    kubectl("create", "secret", "generic", "-n", namespace, name, f"--from-file=key.json={path}")
-    path.unlink()
 
 
 def test_secrets_stay_secret_and_bad_credentials_are_clear(

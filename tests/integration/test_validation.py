@@ -23,7 +23,7 @@ import yaml
 from desktop_image_operator.api import cel
 from desktop_image_operator.api import validation as v
 from desktop_image_operator.api.constants import API_VERSION, CRD_NAME, KIND, OWNER_UID_LABEL
-from tests.conftest import Kubectl, kubectl_json
+from tests.support.kube import Kubectl, kubectl_json
 
 pytestmark = pytest.mark.controlplane
 
@@ -330,5 +330,7 @@ def test_defaults_applied(desktopimage_crd: None, kubectl: Kubectl, namespace: s
     result = apply(kubectl, namespace, manifest(from_desktop(credentialsRef={"name": "yc-sa-key"})))
     assert result.returncode == 0, result.stderr
     stored = kubectl_json(kubectl, "get", "-n", namespace, "desktopimage", NAME)["spec"]
-    assert stored["deletionPolicy"] == "Delete"
+    # No API default for deletionPolicy: the operator reads its absence as Delete for a copy, Retain for
+    # an adopted image.
+    assert "deletionPolicy" not in stored
     assert stored["credentialsRef"] == {"name": "yc-sa-key", "key": "key.json"}

@@ -7,11 +7,9 @@ test advances; the reconciler reads the same clock.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
+from tests.support.clocks import ManualClock
 
 UID = "0b6f1a52-3c1e-4c59-9a4e-2f1d8e7c6b5a"
 OTHER_UID = "11111111-2222-3333-4444-555555555555"
@@ -36,22 +35,6 @@ TIMING = Timing(
     terminal_retry_base_seconds=60.0,
     resync_seconds=600.0,
 )
-
-
-class ManualClock:
-    """Wall-clock seconds that move only when the test says; starts now so the fake's tokens are valid."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
 
 
 class Crash(Exception):
