@@ -19,7 +19,7 @@ from benchmarks import audit, report, scenarios, system
 from benchmarks.options import QUICK, Options
 from benchmarks.stack import FakeCloud
 from desktop_image_operator.api import CRD_NAME
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from desktop_image_operator_dev.devenv.stack import Kubectl
 
@@ -139,7 +139,7 @@ def _copy_if_exists(source: Path, target: Path) -> None:
 
 def _operator_defaults() -> dict[str, Any]:
     """The operator's settings that the benchmark leaves at their defaults (poll, retry, resync, limits)."""
-    settings = OperatorSettings()
+    settings = RunSettings()
     cloud = settings.cloud
     return {
         "resyncSeconds": settings.resync_seconds,

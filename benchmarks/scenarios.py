@@ -23,7 +23,7 @@ from benchmarks import audit, manifests
 from benchmarks.options import Options
 from benchmarks.stack import FakeCloud, Operator
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev.devenv.stack import Kubectl, WaitTimeout, wait_until
 
 TOKEN_METHODS = ("IamTokenService.", "Metadata.")
@@ -327,7 +327,7 @@ def _steady_state(bench: Bench, operator: Operator, namespace: str, count: int) 
     gets = calls["byMethod"].get("DesktopImageService.Get", 0)
     return {
         "resyncSeconds": options.resync_seconds,
-        "resyncJitter": OperatorSettings.model_fields["resync_jitter"].default,
+        "resyncJitter": RunSettings.model_fields["resync_jitter"].default,
         "observeSeconds": options.observe_seconds,
         "objects": count,
         "readyAtEnd": ready,

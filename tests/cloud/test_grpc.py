@@ -23,9 +23,9 @@ from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
 
 from desktop_image_operator.cloud import CloudSettings, Code, CopyRequest, ImageStatus, open_cloud
 from desktop_image_operator.cloud.errors import CloudError, QuotaViolation
-from desktop_image_operator.cloud.grpc_transport import GrpcTransport, open_channel
-from desktop_image_operator.cloud.grpc_wire import operation_from_proto
 from desktop_image_operator.cloud.transport import CallContext
+from desktop_image_operator.cloud.transports.grpc import GrpcTransport, open_channel
+from desktop_image_operator.cloud.transports.grpc_wire import operation_from_proto
 
 
 def packed(message: Any) -> any_pb2.Any:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from desktop_image_operator.cloud.errors import CloudError, Code, QuotaViolation
-from desktop_image_operator.cloud.rest import RestTransport, parse_retry_after
 from desktop_image_operator.cloud.transport import CallContext
+from desktop_image_operator.cloud.transports.rest import RestTransport, parse_retry_after
 from desktop_image_operator.cloud.types import CopyRequest, ImageStatus
 
 IMAGE_JSON = {

@@ -11,7 +11,7 @@ from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.kube import SecretUnavailable
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
@@ -57,7 +57,7 @@ async def session() -> AsyncIterator[CloudSession]:
 
 
 def credentials(session: CloudSession, store: SecretStore, clock: Clock) -> Credentials:
-    settings = OperatorSettings(credentials_cache_seconds=60)
+    settings = RunSettings(credentials_cache_seconds=60)
     return Credentials(session, store, settings, clock=clock)  # type: ignore[arg-type]
 
 

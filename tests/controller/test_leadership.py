@@ -30,7 +30,7 @@ from desktop_image_operator.controller.leadership import (
     instance_identity,
     lease_namespace,
 )
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from tests.cloud.support import FakeTokenSource, ScriptedTransport, image
 
 # Short but proportionate durations (as 15/10/2), so a test waits a second or two, not twenty.
@@ -270,10 +270,10 @@ async def test_release_leaves_a_lease_someone_else_took_alone() -> None:
 # -- settings --------------------------------------------------------------------------------------------
 
 
-def parse(argv: list[str], environ: dict[str, str] | None = None) -> OperatorSettings:
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> RunSettings:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return OperatorSettings.model_validate(settings_values(parser.parse_args(argv), environ or {}))
+    return RunSettings.model_validate(settings_values(parser.parse_args(argv), environ or {}))
 
 
 def test_election_is_on_by_default_with_controller_runtime_durations() -> None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from desktop_image_operator.commands.run import add_arguments, settings_values
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev.helm import CHART, CHART_CRD_FILE, CRD_FILE, REPO, Helm
 from tests.delivery.support import container_env, find, only
 
@@ -142,7 +142,7 @@ def test_every_setting_reaches_the_operator_as_it_understands_it(helm: Helm) -> 
     env[f"{ENV}LEADER_IDENTITY"] = "dio-7d9c-x2"  # the kubelet fills it in from the pod's name
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    settings = OperatorSettings.model_validate(settings_values(parser.parse_args([]), env))
+    settings = RunSettings.model_validate(settings_values(parser.parse_args([]), env))
     assert settings.namespaces == ("team-a", "team-b")
     assert settings.use_metadata_credentials
     assert settings.credentials_file is None

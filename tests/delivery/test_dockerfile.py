@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.helm import CHART, REPO, Helm
 from tests.delivery import dockerfile
@@ -79,7 +79,7 @@ def test_runtime_stage_takes_only_the_environment_and_runs_unprivileged() -> Non
     assert env["PATH"].startswith(f"{venv}/bin:")
     assert final.last("USER").args == f"{UID}:{UID}", "a numeric user, as runAsNonRoot needs"
     assert json.loads(final.last("ENTRYPOINT").args) == ["desktop-image-operator", "run"]
-    defaults = OperatorSettings()
+    defaults = RunSettings()
     assert final.last("EXPOSE").args.split() == [str(defaults.metrics_port), str(defaults.health_port)]
 
 
@@ -96,8 +96,8 @@ def test_runtime_user_is_the_charts(helm: Helm) -> None:
     pod = only(helm.render(), "Deployment")["spec"]["template"]["spec"]
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (UID, UID)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["metrics"]["port"] == OperatorSettings().metrics_port
-    assert values["health"]["port"] == OperatorSettings().health_port
+    assert values["metrics"]["port"] == RunSettings().metrics_port
+    assert values["health"]["port"] == RunSettings().health_port
 
 
 def test_dockerignore_keeps_the_context_to_what_is_shipped() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
 
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.config import FakeCloudConfig
 from desktop_image_operator_dev.fakecloud.faults import FaultSet
 from desktop_image_operator_dev.fakecloud.filters import parse_filter
@@ -14,14 +14,14 @@ from desktop_image_operator_dev.fakecloud.validation import Bounds, rules_for, v
 
 
 def test_code_parsing_and_http_mapping() -> None:
-    assert Code.parse("unavailable") is Code.UNAVAILABLE
-    assert Code.parse(8) is Code.RESOURCE_EXHAUSTED
-    assert Code.parse("9") is Code.FAILED_PRECONDITION
+    assert StatusCode.parse("unavailable") is StatusCode.UNAVAILABLE
+    assert StatusCode.parse(8) is StatusCode.RESOURCE_EXHAUSTED
+    assert StatusCode.parse("9") is StatusCode.FAILED_PRECONDITION
     for bad in ("NOPE", 99, True, None):
         with pytest.raises(ValueError, match="code"):
-            Code.parse(bad)
+            StatusCode.parse(bad)
     expected = {3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 13: 500, 14: 503, 16: 401}
-    assert {number: Code(number).http_status for number in expected} == expected
+    assert {number: StatusCode(number).http_status for number in expected} == expected
 
 
 @pytest.mark.parametrize(
@@ -60,9 +60,9 @@ def test_rules_come_from_the_descriptors() -> None:
 
 def test_validate_reports_the_field() -> None:
     validate(service_pb2.CopyFromDesktopRequest(desktop_id="d"))
-    with pytest.raises(CloudError) as caught:
+    with pytest.raises(ApiError) as caught:
         validate(service_pb2.CopyFromDesktopRequest(desktop_id="d", labels={"ok": "fine", "-bad": "x"}))
-    assert caught.value.code is Code.INVALID_ARGUMENT
+    assert caught.value.code is StatusCode.INVALID_ARGUMENT
     assert "labels" in caught.value.message
     assert "-bad" in caught.value.message
 
@@ -74,7 +74,7 @@ def test_filter_parser() -> None:
     assert not condition.matches("a")
     assert condition.matches("z")
     assert parse_filter("   ") == []
-    with pytest.raises(CloudError):
+    with pytest.raises(ApiError):
         parse_filter("name = ")
 
 
@@ -86,12 +86,12 @@ def test_fault_rules_combine_in_order() -> None:
     first = faults.decide("DesktopImageService.Copy", "rest")
     assert first is not None
     assert first.latency_seconds == pytest.approx(0.05)
-    assert first.error == (Code.UNAVAILABLE, "Service is temporarily unavailable")
+    assert first.error == (StatusCode.UNAVAILABLE, "Service is temporarily unavailable")
     assert first.fail_operation is None  # one outcome per call: the error came first
     second = faults.decide("DesktopImageService.Copy", "rest")
     assert second is not None
     assert second.error is None
-    assert second.fail_operation == (Code.INTERNAL, "Internal error")
+    assert second.fail_operation == (StatusCode.INTERNAL, "Internal error")
     third = faults.decide("DesktopImageService.Get", "grpc")
     assert third is not None
     assert third.label == "latency"

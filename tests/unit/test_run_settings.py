@@ -1,4 +1,4 @@
-"""`desktop-image-operator run` options and environment variables become OperatorSettings."""
+"""`desktop-image-operator run` options and environment variables become RunSettings."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from desktop_image_operator.commands.run import (
     main,
     settings_values,
 )
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 
 
-def parse(argv: list[str], environ: dict[str, str] | None = None) -> OperatorSettings:
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> RunSettings:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return OperatorSettings.model_validate(settings_values(parser.parse_args(argv), environ or {}))
+    return RunSettings.model_validate(settings_values(parser.parse_args(argv), environ or {}))
 
 
 def test_defaults_watch_everything_over_rest() -> None:
@@ -126,7 +126,7 @@ def test_a_bad_option_is_named_with_its_variable_and_its_value_is_not_repeated(
 
 def test_a_message_that_echoes_the_iam_token_is_masked() -> None:
     echoing = ValidationError.from_exception_data(
-        "OperatorSettings",
+        "RunSettings",
         [
             {
                 "type": "value_error",

@@ -7,10 +7,10 @@ import random
 import pytest
 
 from desktop_image_operator.controller.schedule import next_delay
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Result
 
-SETTINGS = OperatorSettings(resync_seconds=600, retry_base_seconds=5, retry_cap_seconds=300)
+SETTINGS = RunSettings(resync_seconds=600, retry_base_seconds=5, retry_cap_seconds=300)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -44,7 +44,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_pb2, desktop_pb2
 
 from desktop_image_operator_dev.fakecloud import ids, model, operations, seeds
 from desktop_image_operator_dev.fakecloud.clock import rfc3339
-from desktop_image_operator_dev.fakecloud.codes import CloudError
+from desktop_image_operator_dev.fakecloud.codes import ApiError
 from desktop_image_operator_dev.fakecloud.model import ComputeImage, Desktop, Folder
 from desktop_image_operator_dev.fakecloud.protojson import dumps, from_json, to_json
 from desktop_image_operator_dev.fakecloud.state import FakeState
@@ -102,7 +102,7 @@ def _handled(
             return response
         except AdminError as exc:
             return _reply({"error": str(exc)}, exc.status)
-        except (ValueError, CloudError) as exc:
+        except (ValueError, ApiError) as exc:
             return _reply({"error": str(exc)}, 400)
 
     return wrapper

@@ -7,7 +7,7 @@ import enum
 from google.protobuf.message import Message
 
 
-class Code(enum.IntEnum):
+class StatusCode(enum.IntEnum):
     """The canonical google.rpc.Code values, shared by gRPC and the REST error bodies."""
 
     OK = 0
@@ -33,7 +33,7 @@ class Code(enum.IntEnum):
         return _HTTP_STATUS[self]
 
     @classmethod
-    def parse(cls, value: object) -> Code:
+    def parse(cls, value: object) -> StatusCode:
         """A code from its number or its name (any case); ValueError otherwise."""
         if isinstance(value, bool):
             raise ValueError(f"not a status code: {value!r}")
@@ -54,28 +54,28 @@ class Code(enum.IntEnum):
 
 
 # The mapping Yandex Cloud (like grpc-gateway) uses between status codes and HTTP statuses.
-_HTTP_STATUS: dict[Code, int] = {
-    Code.OK: 200,
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
+_HTTP_STATUS: dict[StatusCode, int] = {
+    StatusCode.OK: 200,
+    StatusCode.CANCELLED: 499,
+    StatusCode.UNKNOWN: 500,
+    StatusCode.INVALID_ARGUMENT: 400,
+    StatusCode.DEADLINE_EXCEEDED: 504,
+    StatusCode.NOT_FOUND: 404,
+    StatusCode.ALREADY_EXISTS: 409,
+    StatusCode.PERMISSION_DENIED: 403,
+    StatusCode.RESOURCE_EXHAUSTED: 429,
+    StatusCode.FAILED_PRECONDITION: 400,
+    StatusCode.ABORTED: 409,
+    StatusCode.OUT_OF_RANGE: 400,
+    StatusCode.UNIMPLEMENTED: 501,
+    StatusCode.INTERNAL: 500,
+    StatusCode.UNAVAILABLE: 503,
+    StatusCode.DATA_LOSS: 500,
+    StatusCode.UNAUTHENTICATED: 401,
 }
 
 
-class CloudError(Exception):
+class ApiError(Exception):
     """A call failed with a google.rpc status; both transports render it.
 
     `details` go into the status after its RequestInfo (e.g. a QuotaFailure); `retry_after` (seconds) becomes
@@ -84,7 +84,7 @@ class CloudError(Exception):
 
     def __init__(
         self,
-        code: Code,
+        code: StatusCode,
         message: str,
         *,
         details: tuple[Message, ...] = (),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from desktop_image_operator_dev.fakecloud.codes import Code
+from desktop_image_operator_dev.fakecloud.codes import StatusCode
 
 
 @dataclasses.dataclass
@@ -14,6 +14,6 @@ class CallContext:
     principal: str
     idempotency_key: str | None = None
     # Set when a fault rule wants the operation this call starts to end with this error.
-    fail_operation: tuple[Code, str] | None = None
+    fail_operation: tuple[StatusCode, str] | None = None
     # Whether an operation was started with that error (a refused or replayed call starts none).
     fail_operation_used: bool = False

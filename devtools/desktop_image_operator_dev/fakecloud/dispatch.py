@@ -15,7 +15,7 @@ from yandex.cloud.operation import operation_pb2
 
 from desktop_image_operator_dev.fakecloud import ids, operations
 from desktop_image_operator_dev.fakecloud.clock import rfc3339
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.state import FakeState
 
@@ -42,7 +42,7 @@ class Outcome(Generic[T]):
     request_id: str
     trace_id: str
     response: T | None = None
-    error: CloudError | None = None
+    error: ApiError | None = None
     # The work is done, but the transport must not answer.
     drop: bool = False
 
@@ -73,18 +73,18 @@ class Dispatcher:
                 principal, refusal = state.iam.principal(meta.authorization)
                 ctx.principal = principal or ""
             if decision is not None and decision.error is not None:
-                raise CloudError(*decision.error, retry_after=decision.retry_after)
+                raise ApiError(*decision.error, retry_after=decision.retry_after)
             if authenticate and not ctx.principal:
-                raise CloudError(Code.UNAUTHENTICATED, refusal)
+                raise ApiError(StatusCode.UNAUTHENTICATED, refusal)
             if decision is not None:
                 ctx.fail_operation = decision.fail_operation
             outcome.response = handler(ctx)
             outcome.drop = decision is not None and decision.drop_response
-        except CloudError as exc:
+        except ApiError as exc:
             outcome.error = exc
         except Exception as exc:  # a bug in the fake: answer INTERNAL and say why in the log
             _log.exception("%s failed", meta.method)
-            outcome.error = CloudError(Code.INTERNAL, f"Internal error: {type(exc).__name__}")
+            outcome.error = ApiError(StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}")
         if decision is not None and (
             outcome.error is not None or (decision.fail_operation and not ctx.fail_operation_used)
         ):
@@ -94,7 +94,7 @@ class Dispatcher:
             time=rfc3339(wall),
             transport=meta.transport,
             method=meta.method,
-            code=outcome.error.code.name if outcome.error is not None else Code.OK.name,
+            code=outcome.error.code.name if outcome.error is not None else StatusCode.OK.name,
             request_id=outcome.request_id,
             principal=ctx.principal or None,
             idempotency_key=meta.idempotency_key,

@@ -8,13 +8,13 @@ import random
 from collections.abc import Mapping
 
 from desktop_image_operator_dev.fakecloud import methods
-from desktop_image_operator_dev.fakecloud.codes import Code
+from desktop_image_operator_dev.fakecloud.codes import StatusCode
 
-_DEFAULT_MESSAGES: dict[Code, str] = {
-    Code.UNAVAILABLE: "Service is temporarily unavailable",
-    Code.RESOURCE_EXHAUSTED: "Too many requests",
-    Code.INTERNAL: "Internal error",
-    Code.DEADLINE_EXCEEDED: "Deadline exceeded",
+_DEFAULT_MESSAGES: dict[StatusCode, str] = {
+    StatusCode.UNAVAILABLE: "Service is temporarily unavailable",
+    StatusCode.RESOURCE_EXHAUSTED: "Too many requests",
+    StatusCode.INTERNAL: "Internal error",
+    StatusCode.DEADLINE_EXCEEDED: "Deadline exceeded",
 }
 
 _RULE_FIELDS = frozenset(
@@ -34,10 +34,10 @@ _RULE_FIELDS = frozenset(
 )
 
 # The answers HTTP lets carry Retry-After (429 and 503).
-_RETRY_AFTER_CODES = frozenset({Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE})
+_RETRY_AFTER_CODES = frozenset({StatusCode.RESOURCE_EXHAUSTED, StatusCode.UNAVAILABLE})
 
 
-def default_message(code: Code) -> str:
+def default_message(code: StatusCode) -> str:
     return _DEFAULT_MESSAGES.get(code, f"Injected {code.name} error")
 
 
@@ -54,7 +54,7 @@ class FaultRule:
     id: str
     method: str = "*"
     transport: str = "*"
-    code: Code | None = None
+    code: StatusCode | None = None
     message: str | None = None
     rate: float | None = None
     count: int | None = None
@@ -81,8 +81,8 @@ class FaultRule:
         transport = _text(data, "transport", "*")
         if transport not in ("*", *methods.TRANSPORTS):
             raise ValueError("transport must be '*', 'rest' or 'grpc'")
-        code = Code.parse(data["code"]) if data.get("code") is not None else None
-        if code == Code.OK:
+        code = StatusCode.parse(data["code"]) if data.get("code") is not None else None
+        if code == StatusCode.OK:
             raise ValueError("code must be an error code, not OK")
         count = _count(data.get("count"), "count")
         fail_operation, fail_count = _flag(data.get("failOperation"), "failOperation")
@@ -99,7 +99,7 @@ class FaultRule:
         if drop_response and code is not None:
             raise ValueError("dropResponse does the work and answers nothing; it takes no code")
         if fail_operation:
-            code = code or Code.INTERNAL
+            code = code or StatusCode.INTERNAL
             if (
                 method != "*"
                 and not _is_service_wildcard(method)
@@ -182,10 +182,10 @@ class FaultDecision:
     """What the fired rules ask of one call."""
 
     latency_seconds: float = 0.0
-    error: tuple[Code, str] | None = None
+    error: tuple[StatusCode, str] | None = None
     # The Retry-After (seconds) that goes with `error`.
     retry_after: int | None = None
-    fail_operation: tuple[Code, str] | None = None
+    fail_operation: tuple[StatusCode, str] | None = None
     drop_response: bool = False
     # The rule that chose the outcome (error, failed operation or dropped answer).
     outcome_rule: FaultRule | None = None
@@ -292,7 +292,7 @@ def _count(value: object, name: str) -> int | None:
     return value
 
 
-def _retry_after(value: object, code: Code | None, fail_operation: bool) -> int | None:
+def _retry_after(value: object, code: StatusCode | None, fail_operation: bool) -> int | None:
     """Whole seconds, as the header carries them; only on an answered 429 or 503."""
     if value is None:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 
 FILTERABLE_FIELDS = frozenset({"name"})
 
@@ -36,8 +36,8 @@ class _Token:
     text: str
 
 
-def _invalid(problem: str) -> CloudError:
-    return CloudError(Code.INVALID_ARGUMENT, f"filter: {problem}")
+def _invalid(problem: str) -> ApiError:
+    return ApiError(StatusCode.INVALID_ARGUMENT, f"filter: {problem}")
 
 
 def _tokenize(text: str) -> list[_Token]:

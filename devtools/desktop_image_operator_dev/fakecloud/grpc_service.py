@@ -18,7 +18,7 @@ from yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grp
 from yandex.cloud.operation import operation_pb2, operation_service_pb2, operation_service_pb2_grpc
 
 from desktop_image_operator_dev.fakecloud import methods
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.desktops import DesktopService
 from desktop_image_operator_dev.fakecloud.dispatch import CallMeta, Dispatcher
@@ -60,7 +60,7 @@ class _Calls:
         outcome = await self._dispatcher.run(meta, handler, authenticate=authenticate)
         ids = (("x-request-id", outcome.request_id), ("x-server-trace-id", outcome.trace_id))
         if outcome.drop:
-            await _abort(context, CloudError(Code.UNAVAILABLE, DROPPED_MESSAGE), outcome.request_id, ids)
+            await _abort(context, ApiError(StatusCode.UNAVAILABLE, DROPPED_MESSAGE), outcome.request_id, ids)
         if outcome.error is not None:
             await _abort(context, outcome.error, outcome.request_id, ids)
         await context.send_initial_metadata(ids)
@@ -70,7 +70,7 @@ class _Calls:
 
 async def _abort(
     context: grpc.aio.ServicerContext,
-    error: CloudError,
+    error: ApiError,
     request_id: str,
     ids: tuple[tuple[str, str], ...],
 ) -> NoReturn:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator_dev.fakecloud import ids
 from desktop_image_operator_dev.fakecloud.clock import Clock, rfc3339
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 
 AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 MAX_JWT_LIFETIME_SECONDS = 3600
@@ -59,8 +59,8 @@ class IssuedToken:
     expires_at: float
 
 
-def _unauthenticated(message: str) -> CloudError:
-    return CloudError(Code.UNAUTHENTICATED, message)
+def _unauthenticated(message: str) -> ApiError:
+    return ApiError(StatusCode.UNAUTHENTICATED, message)
 
 
 class Iam:
@@ -104,7 +104,7 @@ class Iam:
     def exchange_jwt(self, token: str) -> tuple[str, IssuedToken]:
         """Verify a service account's JWT as IAM does and issue an IAM token for that account."""
         if not token:
-            raise CloudError(Code.INVALID_ARGUMENT, "jwt: field is required")
+            raise ApiError(StatusCode.INVALID_ARGUMENT, "jwt: field is required")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -160,7 +160,7 @@ class Iam:
 
     def issue_token(self, account_id: str, ttl_seconds: float | None = None) -> tuple[str, IssuedToken]:
         if account_id not in self.accounts:
-            raise CloudError(Code.NOT_FOUND, f"service account {account_id} not found")
+            raise ApiError(StatusCode.NOT_FOUND, f"service account {account_id} not found")
         self._issued += 1
         if self._issued % _PRUNE_EVERY == 0:
             self._prune()

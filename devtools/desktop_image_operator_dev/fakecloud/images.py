@@ -8,7 +8,7 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb
 from yandex.cloud.operation import operation_pb2
 
 from desktop_image_operator_dev.fakecloud import ids, model, operations
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.filters import parse_filter
 from desktop_image_operator_dev.fakecloud.model import ComputeImage, Desktop, Folder, Image
@@ -76,8 +76,8 @@ class DesktopImageService:
         desktop = self._state.desktop(request.desktop_id)
         folder = self._state.folder(request.folder_id or desktop.folder_id)
         if desktop.status != "STOPPED":
-            raise CloudError(
-                Code.FAILED_PRECONDITION,
+            raise ApiError(
+                StatusCode.FAILED_PRECONDITION,
                 f"Desktop {desktop.id} is {desktop.status}; stop it before copying an image from it",
             )
         return self._copy(ctx, model.COPY_FROM_DESKTOP, folder, request, desktop)
@@ -93,8 +93,8 @@ class DesktopImageService:
         paths = sent_mask(request)
         for path in paths:
             if path not in UPDATABLE_FIELDS:
-                raise CloudError(
-                    Code.INVALID_ARGUMENT,
+                raise ApiError(
+                    StatusCode.INVALID_ARGUMENT,
                     f"Request validation error: update_mask: {path!r} cannot be updated; "
                     f"updatable fields: {', '.join(UPDATABLE_FIELDS)}",
                 )
@@ -109,7 +109,7 @@ class DesktopImageService:
         if "name" in changes:
             conflict = operations.name_conflict(self._state, image.folder_id, request.name, image.id)
             if conflict is not None:
-                raise CloudError(*conflict)
+                raise ApiError(*conflict)
         return self._start(ctx, model.UPDATE, image, self._state.config.operation_seconds, changes)
 
     def delete(
@@ -162,7 +162,7 @@ class DesktopImageService:
         state = self._state
         conflict = operations.name_conflict(state, folder.id, request.name)
         if conflict is not None:
-            raise CloudError(*conflict)
+            raise ApiError(*conflict)
         storage_size = source.storage_size
         in_cloud = [image for image in state.images.values() if image.cloud_id == folder.cloud_id]
         if len(in_cloud) >= state.config.image_quota:
@@ -196,7 +196,7 @@ class DesktopImageService:
         return self._start(ctx, kind, image, state.config.copy_seconds)
 
 
-def _quota_exceeded(metric: str, cloud_id: str, limit: int, usage: str) -> CloudError:
+def _quota_exceeded(metric: str, cloud_id: str, limit: int, usage: str) -> ApiError:
     """RESOURCE_EXHAUSTED with the QuotaFailure detail that tells it from throttling."""
     violation = error_details_pb2.QuotaFailure.Violation(
         subject=cloud_id,
@@ -204,8 +204,8 @@ def _quota_exceeded(metric: str, cloud_id: str, limit: int, usage: str) -> Cloud
         quota_metric=metric,
         quota_value=limit,
     )
-    return CloudError(
-        Code.RESOURCE_EXHAUSTED,
+    return ApiError(
+        StatusCode.RESOURCE_EXHAUSTED,
         f"Quota limit {metric} exceeded in cloud {cloud_id}: {usage}",
         details=(error_details_pb2.QuotaFailure(violations=[violation]),),
     )

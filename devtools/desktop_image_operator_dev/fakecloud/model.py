@@ -11,13 +11,13 @@ from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb
 
 from desktop_image_operator_dev.fakecloud import methods
 from desktop_image_operator_dev.fakecloud.clock import rfc3339, to_timestamp
-from desktop_image_operator_dev.fakecloud.codes import Code
+from desktop_image_operator_dev.fakecloud.codes import StatusCode
 
 # DesktopImage.Status values, as in the official enum.
-ImageStatus: TypeAlias = desktop_image_pb2.DesktopImage.Status.ValueType
-IMAGE_CREATING: ImageStatus = desktop_image_pb2.DesktopImage.CREATING
-IMAGE_ACTIVE: ImageStatus = desktop_image_pb2.DesktopImage.ACTIVE
-IMAGE_DELETING: ImageStatus = desktop_image_pb2.DesktopImage.DELETING
+ProtoImageStatus: TypeAlias = desktop_image_pb2.DesktopImage.Status.ValueType
+IMAGE_CREATING: ProtoImageStatus = desktop_image_pb2.DesktopImage.CREATING
+IMAGE_ACTIVE: ProtoImageStatus = desktop_image_pb2.DesktopImage.ACTIVE
+IMAGE_DELETING: ProtoImageStatus = desktop_image_pb2.DesktopImage.DELETING
 
 
 @dataclasses.dataclass
@@ -101,7 +101,7 @@ class Image:
     name: str
     description: str
     labels: dict[str, str]
-    status: ImageStatus
+    status: ProtoImageStatus
     storage_size: int
     min_disk_size: int
     created_at: float
@@ -148,9 +148,9 @@ class Operation:
     due_at: float
     modified_at: float
     done: bool = False
-    error: tuple[Code, str] | None = None
+    error: tuple[StatusCode, str] | None = None
     response: Message | None = None
     # An error the operation is bound to end with (a fault rule or a cancellation decided it).
-    planned_error: tuple[Code, str] | None = None
+    planned_error: tuple[StatusCode, str] | None = None
     # For Update: the field values to apply when the operation ends.
     changes: dict[str, object] = dataclasses.field(default_factory=dict)

@@ -14,7 +14,7 @@ from yandex.cloud.operation import operation_pb2, operation_service_pb2
 
 from desktop_image_operator_dev.fakecloud import ids, model
 from desktop_image_operator_dev.fakecloud.clock import to_timestamp
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.model import Image, Operation, OperationKind
 from desktop_image_operator_dev.fakecloud.protojson import pack, status, to_json
@@ -30,7 +30,7 @@ def start(
     image: Image,
     principal: str,
     duration: float,
-    planned_error: tuple[Code, str] | None = None,
+    planned_error: tuple[StatusCode, str] | None = None,
     changes: dict[str, object] | None = None,
 ) -> Operation:
     now = state.clock()
@@ -67,7 +67,7 @@ def cancel(state: FakeState, operation: Operation) -> None:
     """Best effort, like the cloud: a running operation ends at once with CANCELLED and is rolled back."""
     if operation.done:
         return
-    operation.planned_error = (Code.CANCELLED, CANCELLED_MESSAGE)
+    operation.planned_error = (StatusCode.CANCELLED, CANCELLED_MESSAGE)
     operation.due_at = state.clock()
     _complete(state, operation)
 
@@ -85,14 +85,14 @@ def _complete(state: FakeState, operation: Operation) -> None:
         image.busy_operation_id = None
 
 
-def _succeed(state: FakeState, operation: Operation, image: Image | None) -> tuple[Code, str] | None:
+def _succeed(state: FakeState, operation: Operation, image: Image | None) -> tuple[StatusCode, str] | None:
     kind = operation.kind
     if kind is model.DELETE:
         state.images.pop(operation.image_id, None)
         operation.response = pack(empty_pb2.Empty())
         return None
     if image is None:
-        return Code.NOT_FOUND, f"Desktop image {operation.image_id} no longer exists"
+        return StatusCode.NOT_FOUND, f"Desktop image {operation.image_id} no longer exists"
     if kind is model.UPDATE:
         name = operation.changes.get("name")
         conflict = name_conflict(state, image.folder_id, name, image.id) if isinstance(name, str) else None
@@ -117,13 +117,16 @@ def _roll_back(state: FakeState, operation: Operation, image: Image | None) -> N
 
 def name_conflict(
     state: FakeState, folder_id: str, name: str, except_id: str = ""
-) -> tuple[Code, str] | None:
+) -> tuple[StatusCode, str] | None:
     """ALREADY_EXISTS when another image in the folder has this name (images without a name never clash)."""
     if name and any(
         image.folder_id == folder_id and image.name == name and image.id != except_id
         for image in state.images.values()
     ):
-        return Code.ALREADY_EXISTS, f"Desktop image with name {name!r} already exists in folder {folder_id}"
+        return (
+            StatusCode.ALREADY_EXISTS,
+            f"Desktop image with name {name!r} already exists in folder {folder_id}",
+        )
     return None
 
 
@@ -172,7 +175,7 @@ class OperationService:
 
 def require_idle(image: Image) -> None:
     if image.busy_operation_id is not None:
-        raise CloudError(
-            Code.FAILED_PRECONDITION,
+        raise ApiError(
+            StatusCode.FAILED_PRECONDITION,
             f"Desktop image {image.id} is busy with operation {image.busy_operation_id}; wait for it to end",
         )

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.model import Image
 
 DEFAULT_PAGE_SIZE = 100
@@ -43,8 +43,8 @@ def parse_order_by(text: str) -> Ordering:
         or words[0] not in _ORDER_FIELDS
         or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
     ):
-        raise CloudError(
-            Code.INVALID_ARGUMENT,
+        raise ApiError(
+            StatusCode.INVALID_ARGUMENT,
             f"order_by: expected name, createdAt or status, optionally followed by asc or desc; got {text!r}",
         )
     return Ordering(words[0], descending=len(words) == 2 and words[1].lower() == "desc")
@@ -65,7 +65,7 @@ def _decode_token(token: str) -> SortKey:
         or not isinstance(decoded[0], str | int | float)
         or not isinstance(decoded[1], str)
     ):
-        raise CloudError(Code.INVALID_ARGUMENT, "page_token: invalid page token")
+        raise ApiError(StatusCode.INVALID_ARGUMENT, "page_token: invalid page token")
     return (decoded[0], decoded[1])
 
 
@@ -85,7 +85,9 @@ def page(
                 if (ordering.key(image) < after if ordering.descending else ordering.key(image) > after)
             )
         except TypeError:
-            raise CloudError(Code.INVALID_ARGUMENT, "page_token: does not belong to this ordering") from None
+            raise ApiError(
+                StatusCode.INVALID_ARGUMENT, "page_token: does not belong to this ordering"
+            ) from None
         except StopIteration:
             start = len(ordered)
     chunk = ordered[start : start + size]

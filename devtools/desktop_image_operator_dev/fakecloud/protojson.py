@@ -14,7 +14,7 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 
 M = TypeVar("M", bound=Message)
 
@@ -27,12 +27,12 @@ def to_json(message: Message) -> dict[str, Any]:
 def from_json(data: object, message_type: type[M]) -> M:
     """Parse a request body; anything the mapping rejects (unknown field, wrong type) is INVALID_ARGUMENT."""
     if not isinstance(data, Mapping):
-        raise CloudError(Code.INVALID_ARGUMENT, "request body must be a JSON object")
+        raise ApiError(StatusCode.INVALID_ARGUMENT, "request body must be a JSON object")
     message: M = message_type()
     try:
         json_format.ParseDict(data, message)
     except json_format.ParseError as exc:
-        raise CloudError(Code.INVALID_ARGUMENT, f"invalid request body: {exc}") from None
+        raise ApiError(StatusCode.INVALID_ARGUMENT, f"invalid request body: {exc}") from None
     return message
 
 
@@ -42,7 +42,7 @@ def decode_body(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CloudError(Code.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}") from None
+        raise ApiError(StatusCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}") from None
 
 
 def dumps(data: object) -> str:
@@ -56,7 +56,7 @@ def pack(message: Message) -> any_pb2.Any:
 
 
 def status(
-    code: Code, message: str, request_id: str | None = None, details: tuple[Message, ...] = ()
+    code: StatusCode, message: str, request_id: str | None = None, details: tuple[Message, ...] = ()
 ) -> status_pb2.Status:
     """A google.rpc.Status; with a request id it carries a RequestInfo detail, as the cloud's errors do,
     then any further `details`."""
@@ -67,6 +67,6 @@ def status(
     return result
 
 
-def error_status(error: CloudError, request_id: str) -> status_pb2.Status:
+def error_status(error: ApiError, request_id: str) -> status_pb2.Status:
     """The google.rpc.Status a failed call answers with."""
     return status(error.code, error.message, request_id, error.details)

@@ -16,7 +16,7 @@ from yandex.cloud.iam.v1 import iam_token_service_pb2
 from yandex.cloud.operation import operation_pb2, operation_service_pb2
 
 from desktop_image_operator_dev.fakecloud import methods
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.desktops import DesktopService
 from desktop_image_operator_dev.fakecloud.dispatch import CallMeta, Dispatcher
@@ -52,7 +52,7 @@ def _render(response: object) -> dict[str, Any]:
     return to_json(response)
 
 
-def _error_response(error: CloudError, request_id: str, trace_id: str) -> web.Response:
+def _error_response(error: ApiError, request_id: str, trace_id: str) -> web.Response:
     """A google.rpc.Status body, as the cloud answers every failed call."""
     headers = _ids(request_id, trace_id)
     if error.retry_after is not None:
@@ -77,7 +77,7 @@ def _update_request(raw: bytes, image_id: str) -> service_pb2.UpdateDesktopImage
     """The PATCH body; `updateMask` is the JSON mapping's comma-separated path list (either spelling)."""
     body = decode_body(raw)
     if not isinstance(body, dict):
-        raise CloudError(Code.INVALID_ARGUMENT, "request body must be a JSON object")
+        raise ApiError(StatusCode.INVALID_ARGUMENT, "request body must be a JSON object")
     body = dict(body)
     mask = body.pop("updateMask", body.pop("update_mask", None))
     if isinstance(mask, str):
@@ -87,7 +87,9 @@ def _update_request(raw: bytes, image_id: str) -> service_pb2.UpdateDesktopImage
     elif mask is None:
         paths = None
     else:
-        raise CloudError(Code.INVALID_ARGUMENT, "updateMask must be a comma-separated list of field paths")
+        raise ApiError(
+            StatusCode.INVALID_ARGUMENT, "updateMask must be a comma-separated list of field paths"
+        )
     body.pop("imageId", None)
     body.pop("image_id", None)
     request = from_json(body, service_pb2.UpdateDesktopImageRequest)
@@ -166,18 +168,18 @@ class RestApi:
         raw = await request.read()
         # Read before dispatch so the log has the mask even of a refused call; a bad body is still
         # answered in the usual order (authentication and faults first).
-        parsed: service_pb2.UpdateDesktopImageRequest | CloudError
+        parsed: service_pb2.UpdateDesktopImageRequest | ApiError
         try:
             parsed = _update_request(raw, request.match_info["image_id"])
-        except CloudError as exc:
+        except ApiError as exc:
             parsed = exc
 
         def handler(ctx: CallContext) -> Message:
-            if isinstance(parsed, CloudError):
+            if isinstance(parsed, ApiError):
                 raise parsed
             return self._images.update(parsed, ctx)
 
-        mask = None if isinstance(parsed, CloudError) else sent_mask(parsed)
+        mask = None if isinstance(parsed, ApiError) else sent_mask(parsed)
         return await self._serve(request, methods.UPDATE, handler, update_mask=mask)
 
     async def delete_image(self, request: web.Request) -> web.StreamResponse:
@@ -241,7 +243,7 @@ class RestApi:
             # The work is done; the client sees the connection close without an answer.
             if request.transport is not None:
                 request.transport.close()
-            return web.Response(status=Code.UNAVAILABLE.http_status, headers=reply_headers)
+            return web.Response(status=StatusCode.UNAVAILABLE.http_status, headers=reply_headers)
         if outcome.error is not None:
             return _error_response(outcome.error, outcome.request_id, outcome.trace_id)
         return web.Response(
@@ -251,5 +253,5 @@ class RestApi:
 
 async def not_found(request: web.Request) -> web.StreamResponse:
     """Unknown paths answer like the cloud does: a google.rpc.Status body."""
-    error = CloudError(Code.NOT_FOUND, f"Not found: {request.method} {request.path}")
+    error = ApiError(StatusCode.NOT_FOUND, f"Not found: {request.method} {request.path}")
     return _error_response(error, request.headers.get("X-Request-Id") or new_request_id(), uuid.uuid4().hex)

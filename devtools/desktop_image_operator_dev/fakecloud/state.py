@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from desktop_image_operator_dev.fakecloud import seeds
 from desktop_image_operator_dev.fakecloud.clock import Clock
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.config import FakeCloudConfig
 from desktop_image_operator_dev.fakecloud.faults import FaultSet
 from desktop_image_operator_dev.fakecloud.iam import Iam
@@ -67,7 +67,7 @@ class FakeState:
         folder = self.folders.get(folder_id)
         if folder is None:
             # The cloud does not reveal whether a folder it will not show you exists.
-            raise CloudError(Code.PERMISSION_DENIED, f"Permission denied to folder {folder_id}")
+            raise ApiError(StatusCode.PERMISSION_DENIED, f"Permission denied to folder {folder_id}")
         return folder
 
     def desktop(self, desktop_id: str) -> Desktop:
@@ -86,5 +86,5 @@ class FakeState:
 def _existing(table: dict[str, T], key: str, kind: str) -> T:
     found = table.get(key)
     if found is None:
-        raise CloudError(Code.NOT_FOUND, f"{kind} {key} not found")
+        raise ApiError(StatusCode.NOT_FOUND, f"{kind} {key} not found")
     return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from yandex.cloud.iam.v1 import iam_token_service_pb2
 
 from desktop_image_operator_dev.fakecloud.clock import to_timestamp
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
 from desktop_image_operator_dev.fakecloud.state import FakeState
 from desktop_image_operator_dev.fakecloud.validation import validate
@@ -20,8 +20,8 @@ class IamTokenService:
     ) -> iam_token_service_pb2.CreateIamTokenResponse:
         validate(request)
         if request.yandex_passport_oauth_token:
-            raise CloudError(
-                Code.UNAUTHENTICATED,
+            raise ApiError(
+                StatusCode.UNAUTHENTICATED,
                 "Yandex ID OAuth tokens are not accepted here; exchange a service account JWT",
             )
         token, issued = self._state.iam.exchange_jwt(request.jwt)
@@ -40,7 +40,7 @@ class MetadataTokenService:
 
     def token(self, metadata_flavor: str | None, ctx: CallContext) -> dict[str, object]:
         if metadata_flavor != "Google":
-            raise CloudError(Code.PERMISSION_DENIED, "Missing required header 'Metadata-Flavor: Google'")
+            raise ApiError(StatusCode.PERMISSION_DENIED, "Missing required header 'Metadata-Flavor: Google'")
         token, issued = self._state.iam.issue_token(self.service_account_id)
         ctx.principal = issued.service_account_id
         expires_in = max(int(issued.expires_at - self._state.clock()), 0)

@@ -15,7 +15,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from yandex.cloud import validation_pb2
 
-from desktop_image_operator_dev.fakecloud.codes import CloudError, Code
+from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 
 _BOUNDS = re.compile(r"^\s*(?:(?P<low>\d+)\s*-\s*(?P<high>\d+)|(?P<op><=|>=|<|>|==)?\s*(?P<n>-?\d+))\s*$")
 
@@ -103,8 +103,8 @@ def rules_for(descriptor: Descriptor) -> tuple[FieldRules, ...]:
     return tuple(rule for rule in found if rule is not None)
 
 
-def _invalid(path: str, problem: str) -> CloudError:
-    return CloudError(Code.INVALID_ARGUMENT, f"Request validation error: {path}: {problem}")
+def _invalid(path: str, problem: str) -> ApiError:
+    return ApiError(StatusCode.INVALID_ARGUMENT, f"Request validation error: {path}: {problem}")
 
 
 def _check_string(path: str, text: str, length: Bounds | None, pattern: re.Pattern[str] | None) -> None:

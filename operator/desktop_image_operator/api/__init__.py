@@ -24,7 +24,7 @@ from desktop_image_operator.api.status import (
     Condition,
     ConditionStatus,
     DesktopImageStatus,
-    ImageStatus,
+    ImageStatusValue,
     OperationKind,
     OperationRecord,
 )
@@ -49,7 +49,7 @@ __all__ = [
     "DesktopImageSpec",
     "DesktopImageStatus",
     "ImageSource",
-    "ImageStatus",
+    "ImageStatusValue",
     "OperationKind",
     "OperationRecord",
 ]

@@ -11,8 +11,8 @@ from desktop_image_operator.api import validation as v
 from desktop_image_operator.api.base import ApiModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-# The cloud's DesktopImage.Status values.
-ImageStatus = Literal["STATUS_UNSPECIFIED", "CREATING", "ACTIVE", "DELETING"]
+# The cloud's DesktopImage.Status values as status.imageStatus spells them (the enum: cloud.types).
+ImageStatusValue = Literal["STATUS_UNSPECIFIED", "CREATING", "ACTIVE", "DELETING"]
 
 
 def _rfc3339(value: datetime) -> str:
@@ -129,7 +129,7 @@ class DesktopImageStatus(ApiModel):
         ),
     )
     image_id: ObservedId | None = Field(None, description="ID of the cloud image.")
-    image_status: ImageStatus | None = Field(
+    image_status: ImageStatusValue | None = Field(
         None, description="Status of the cloud image as the cloud reports it: CREATING, ACTIVE or DELETING."
     )
     storage_size: Int64 | None = Field(None, description="Size of the image in storage, in bytes.")

@@ -120,7 +120,7 @@ class CloudSession:
         assert self._http is not None
         if settings.transport == "grpc":
             # Imported here so REST users never load grpc.
-            from desktop_image_operator.cloud.grpc_transport import GrpcTransport, open_channel
+            from desktop_image_operator.cloud.transports.grpc import GrpcTransport, open_channel
 
             desktop = open_channel(
                 settings.desktop_grpc_target, insecure=settings.grpc_insecure, user_agent=USER_AGENT
@@ -134,7 +134,7 @@ class CloudSession:
                 )
                 self._channels.append(operations)
             return GrpcTransport(desktop, operations, timeout=settings.request_timeout_seconds)
-        from desktop_image_operator.cloud.rest import RestTransport
+        from desktop_image_operator.cloud.transports.rest import RestTransport
 
         return RestTransport(
             self._http,

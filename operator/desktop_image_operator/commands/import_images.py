@@ -104,10 +104,10 @@ def render(imported: Imported, folder_id: str) -> str:
 async def _list_folder(args: argparse.Namespace) -> list[Any]:
     from desktop_image_operator.cloud.session import open_cloud
     from desktop_image_operator.controller.credentials import default_token_source
-    from desktop_image_operator.controller.settings import OperatorSettings
+    from desktop_image_operator.controller.settings import RunSettings
 
     values = run.settings_values(args, dict(os.environ), options=_CLOUD_OPTIONS)
-    settings = OperatorSettings.model_validate(values)
+    settings = RunSettings.model_validate(values)
     async with open_cloud(settings.cloud) as session:
         source = default_token_source(session, settings)
         if source is None:

@@ -20,7 +20,7 @@ ENV_PREFIX = "DESKTOP_IMAGE_OPERATOR_"
 @dataclass(frozen=True)
 class Option:
     flag: str
-    path: tuple[str, ...]  # where the value goes in OperatorSettings
+    path: tuple[str, ...]  # where the value goes in RunSettings
     help: str
     kind: str = "str"  # str | int | float | bool | list | switch (a flag that also takes =false)
 
@@ -226,11 +226,11 @@ def main(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from desktop_image_operator.controller.app import run_operator
-    from desktop_image_operator.controller.settings import OperatorSettings
+    from desktop_image_operator.controller.settings import RunSettings
 
     values = settings_values(args, dict(os.environ))
     try:
-        settings = OperatorSettings.model_validate(values)
+        settings = RunSettings.model_validate(values)
     except ValidationError as error:
         print(
             f"desktop-image-operator run: invalid settings:\n{describe_errors(error, values)}",

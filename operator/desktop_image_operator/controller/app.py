@@ -34,7 +34,7 @@ from desktop_image_operator.controller.leadership import (
 )
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
 from desktop_image_operator.controller.secret_guard import SecretGuard
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import configure_logging
 from desktop_image_operator.reconciler.reconciler import Reconciler
@@ -49,7 +49,7 @@ _KOPF_STOP_SECONDS = 30.0
 _READY_POLL_SECONDS = 0.1
 
 
-async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event | None = None) -> None:
+async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     fence = Fence() if settings.leader_elect else None
     kube = KubeApi(
@@ -84,9 +84,7 @@ async def run_operator(settings: OperatorSettings, *, stop_flag: asyncio.Event |
         kube.close()
 
 
-async def _run_alone(
-    settings: OperatorSettings, controller: Controller, stop_flag: asyncio.Event | None
-) -> None:
+async def _run_alone(settings: RunSettings, controller: Controller, stop_flag: asyncio.Event | None) -> None:
     """Without election: kopf at once, its own /healthz; nothing stops a second instance."""
     identity = instance_identity(settings)
     liveness = (
@@ -109,7 +107,7 @@ class Replica:
 
     def __init__(
         self,
-        settings: OperatorSettings,
+        settings: RunSettings,
         controller: Controller,
         election: LeaderElection,
         *,
@@ -236,7 +234,7 @@ async def _finish(task: asyncio.Task[None], *, cancel: bool) -> None:
             await task
 
 
-def _log_start(settings: OperatorSettings, identity: str) -> None:
+def _log_start(settings: RunSettings, identity: str) -> None:
     log.info(
         "starting %s: transport=%s namespaces=%s resync=%ss",
         identity,
@@ -246,7 +244,7 @@ def _log_start(settings: OperatorSettings, identity: str) -> None:
     )
 
 
-def timing_of(settings: OperatorSettings) -> Timing:
+def timing_of(settings: RunSettings) -> Timing:
     """The reconciler's delays, from the operator's settings."""
     return Timing(
         poll_base_seconds=settings.cloud.operation_poll_initial_seconds,

@@ -26,7 +26,7 @@ from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.secret_guard import SecretGuard
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import reconcile_scope
 from desktop_image_operator.reconciler import conditions as c
@@ -89,7 +89,7 @@ class Controller:
     def __init__(
         self,
         *,
-        settings: OperatorSettings,
+        settings: RunSettings,
         reconciler: Reconciler,
         credentials: Credentials,
         kube: KubeApi,

@@ -15,7 +15,7 @@ from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.cloud.types import DesktopImageClient
 from desktop_image_operator.controller.kube import KubeApi, SecretUnavailable
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
@@ -28,7 +28,7 @@ class Credentials:
         self,
         session: CloudSession,
         kube: KubeApi,
-        settings: OperatorSettings,
+        settings: RunSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
@@ -82,7 +82,7 @@ class Credentials:
         return self._session.client(source)
 
 
-def default_token_source(session: CloudSession, settings: OperatorSettings) -> TokenSource | None:
+def default_token_source(session: CloudSession, settings: RunSettings) -> TokenSource | None:
     """The operator's own credentials, from its settings; None when it has none."""
     registry = session.token_sources
     if settings.credentials_file is not None:

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from desktop_image_operator.cloud.fencing import Fence
 from desktop_image_operator.controller.kube import LeaseConflict, LeaseRecord
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ElectionConfig:
 
     @classmethod
     def from_settings(
-        cls, settings: OperatorSettings, namespace_file: Path = POD_NAMESPACE_FILE
+        cls, settings: RunSettings, namespace_file: Path = POD_NAMESPACE_FILE
     ) -> ElectionConfig:
         return cls(
             name=settings.lease_name,
@@ -85,7 +85,7 @@ class ElectionConfig:
         return f"{self.namespace}/{self.name}"
 
 
-def lease_namespace(settings: OperatorSettings, namespace_file: Path = POD_NAMESPACE_FILE) -> str:
+def lease_namespace(settings: RunSettings, namespace_file: Path = POD_NAMESPACE_FILE) -> str:
     """The option, else the pod's own namespace, else the one namespace watched, else `default`."""
     if settings.lease_namespace:
         return settings.lease_namespace
@@ -98,7 +98,7 @@ def lease_namespace(settings: OperatorSettings, namespace_file: Path = POD_NAMES
     return settings.namespaces[0] if len(settings.namespaces) == 1 else FALLBACK_NAMESPACE
 
 
-def instance_identity(settings: OperatorSettings) -> str:
+def instance_identity(settings: RunSettings) -> str:
     """The option (the chart passes the pod name), else the host name with a random suffix: two
     processes on one host must never share an identity, or both would think they hold the Lease."""
     return settings.leader_identity or f"{socket.gethostname()}-{secrets.token_hex(4)}"

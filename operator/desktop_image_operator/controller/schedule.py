@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 
 from desktop_image_operator.cloud.backoff import Backoff
-from desktop_image_operator.controller.settings import OperatorSettings
+from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Result
 
 
 def next_delay(
     result: Result,
     failures: int,
-    settings: OperatorSettings,
+    settings: RunSettings,
     rng: random.Random,
     requeue_after: float | None = None,
 ) -> float:

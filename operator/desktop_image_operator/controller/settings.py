@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from desktop_image_operator.cloud.settings import CloudSettings
 
 
-class OperatorSettings(BaseModel):
+class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespaces: tuple[str, ...] = Field((), description="Namespaces to watch; empty means the whole cluster.")
@@ -96,7 +96,7 @@ class OperatorSettings(BaseModel):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
 
     @model_validator(mode="after")
-    def _election_timing(self) -> OperatorSettings:
+    def _election_timing(self) -> RunSettings:
         # The leader must fence itself before a standby may take over, and try to renew more than once.
         if self.renew_deadline_seconds >= self.lease_duration_seconds:
             raise ValueError("renew deadline must be shorter than the lease duration")
@@ -105,7 +105,7 @@ class OperatorSettings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _one_default_credential(self) -> OperatorSettings:
+    def _one_default_credential(self) -> RunSettings:
         chosen = [
             self.credentials_file is not None,
             self.use_metadata_credentials,

@@ -19,10 +19,10 @@ import httpx
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.errors import RETRYABLE_CODES, CloudError, Code, CredentialsError
 from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
-from desktop_image_operator.cloud.rest import json_object, transport_error
 from desktop_image_operator.cloud.retry import RetryPolicy
 from desktop_image_operator.cloud.transport import METHOD_IAM_CREATE_TOKEN, METHOD_METADATA_TOKEN
-from desktop_image_operator.cloud.wire_json import parse_timestamp
+from desktop_image_operator.cloud.transports.rest import json_object, transport_error
+from desktop_image_operator.cloud.transports.rest_wire import parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ import httpx
 
 from desktop_image_operator.cloud.errors import CloudError, Code, parse_retry_after
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
-from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
-from desktop_image_operator.cloud.wire_json import (
+from desktop_image_operator.cloud.transports.rest_wire import (
     desktop_folder_from_json,
     error_from_status,
     image_from_json,
     operation_from_json,
 )
+from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 
 _IMAGES_PATH = "/cloud-desktop/v1/images"
 _DESKTOPS_PATH = "/cloud-desktop/v1/desktops"

@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 
-from desktop_image_operator.cloud import grpc_wire
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.generated.yandex.cloud.clouddesktop.v1 import (
     desktop_image_service_pb2_grpc,
@@ -16,6 +15,7 @@ from desktop_image_operator.cloud.generated.yandex.cloud.clouddesktop.v1 import 
 )
 from desktop_image_operator.cloud.generated.yandex.cloud.operation import operation_service_pb2_grpc
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
+from desktop_image_operator.cloud.transports import grpc_wire
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest
 
 # A generous receive limit because a full List page can be large.
