@@ -140,6 +140,7 @@ def run(options: ScaleOptions) -> dict[str, Any]:
             "versions": system.versions(bench.kubectl.json("version", timeout=30), None),
             "options": options.to_json(),
         }
+        measure.say("paired run")
         results["paired"] = paired(bench, options)
         if options.many:
             results["many"] = many(bench, options)
@@ -158,7 +159,8 @@ def _bench(options: ScaleOptions) -> Iterator[Bench]:
         kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", timeout=70)
         cloud = FakeCloud(workdir, copy_seconds=options.paired_copy_seconds, operation_seconds=0.5)
         stack.callback(cloud.stop)
-        total = options.paired_objects * 2 + options.long_objects * 2 + options.objects + 10
+        # Direct, fresh and learned paired copies, long copies, many objects and the new one, with room.
+        total = options.paired_objects * 3 + options.long_objects * 2 + options.objects + 100
         cloud.config(imageQuota=total, imageSizeQuota=1 << 60, requestLogSize=max(200_000, total * 40))
         api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))  # type: ignore[no-untyped-call]
         api.user_agent = USER_AGENT
@@ -212,6 +214,7 @@ def paired(bench: Bench, options: ScaleOptions) -> dict[str, Any]:
         learned = measure.create_and_wait(
             bench, operator, namespace, again, options.paired_list_seconds, options
         )
+        measure.say("long copies")
         long = long_copies(bench, options, namespace)
     return {
         "objects": count,
@@ -268,12 +271,15 @@ def many(bench: Bench, options: ScaleOptions) -> dict[str, Any]:
         every = options.many_list_seconds
         result["firstStep"] = measure.create_and_wait(bench, operator, namespace, first, every, options)
         result["secondStep"] = measure.create_and_wait(bench, operator, namespace, rest, every, options)
+        measure.say("idle")
         result["idle"] = measure.idle(bench, operator, namespace, options.idle_seconds)
+        measure.say("one new object")
         result["newObject"] = measure.new_object(bench, namespace, "many-new", options.ready_timeout)
         result["leftOnObjects"] = measure.left_on_objects(bench.list_objects(namespace))
         window = bench.window()
         stop_started = time.monotonic()
     result["stopSeconds"] = round(time.monotonic() - stop_started, 2)
+    measure.say("restart")
     result["restart"] = restart(bench, options, namespace, window, options.objects + 1)
     return result
 
@@ -284,8 +290,9 @@ def restart(
     """A new process with a shortened resync: its first resync period, then further resyncs for growth."""
     resync = options.resync_seconds
     settings = {"RESYNC_SECONDS": f"{resync:g}", **options.limits}
+    # From the launch: its first looks may come before it answers its health endpoint.
+    started_wall = time.time()
     with bench.operator("restart", namespace=namespace, **settings) as operator:
-        started_wall = time.time()
         samples = measure.sample_memory(operator, resync + options.growth_seconds, options.sample_seconds)
         entries = bench.cloud.calls_since(window.cloud_seq)
         writes = bench.audit_log.writes(window.audit_mark)

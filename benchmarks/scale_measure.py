@@ -7,6 +7,7 @@ the fake's request log (same machine, same clock); Ready is observed by listing 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -27,6 +28,11 @@ CREATE_CHUNK = 1000  # objects per `kubectl create` (one request per object, no 
 # Annotations a framework leaves for its own bookkeeping (kopf's diff base and progress).
 FRAMEWORK_ANNOTATION_MARKERS = ("kopf.zalando.org", "last-handled-configuration")
 STATUS = "desktopimages/status"
+
+
+def say(message: str) -> None:
+    """Progress on standard error, so a long run shows where it is."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def wall(stamp: str) -> float:
@@ -74,9 +80,15 @@ def create_and_wait(
     create(bench, namespace, names)
     created = time.monotonic() - started
 
+    said = [0.0]
+
     def all_ready() -> bool:
         operator.check()
-        return ready_count(bench, namespace, set(names)) == len(names)
+        ready = ready_count(bench, namespace, set(names))
+        if time.monotonic() - said[0] >= 15:
+            say(f"{namespace}: {ready} of {len(names)} Ready")
+            said[0] = time.monotonic()
+        return ready == len(names)
 
     wait_until(all_ready, timeout=options.ready_timeout, interval=interval, what=f"{len(names)} Ready")
     observed = time.monotonic() - started

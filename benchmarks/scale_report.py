@@ -108,6 +108,7 @@ def _many_rows(many: dict[str, Any]) -> list[dict[str, Any]]:
     period, rate, memory = restart["firstPeriod"], restart["requestRate"], restart["memory"]
     resync = restart["resyncSeconds"]
     rows = [
+        _row("RSS with no objects", "(reported)", _mb(many["memoryNoObjects"]["vmRssBytes"]), None),
         _row(f"RSS with {first['objects']} Ready", "(reported)", _mb(first["memory"]["vmRssBytes"]), None),
         _row(f"RSS with {count} Ready", "≤ 150 MB", _mb(rss_all), rss_all <= 150 * MB),
         _row(
