@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ _EVENT_MESSAGE_LIMIT = 1024
 _RELEASED = (Result.DELETED, Result.RETAINED)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: states are kept in a set of those polling
 class ObjectState:
     """What the operator keeps in memory per object (in kopf's per-object memo)."""
 
@@ -102,6 +103,11 @@ class Controller:
         self._kube = kube
         self._guard = guard
         self._rng = rng or random.Random()
+        # Objects whose loop waits to poll a running operation, and the kinds of operation whose duration
+        # is known: when the first duration of a kind is learned, the waiting loops poll again at once and
+        # reschedule by it (their pauses were chosen blind, and would overshoot short operations).
+        self._polling: weakref.WeakSet[ObjectState] = weakref.WeakSet()
+        self._learned: frozenset[str] = frozenset()
 
     @staticmethod
     def state(memo: Any) -> ObjectState:
@@ -123,10 +129,11 @@ class Controller:
             with _scope(current):
                 outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
-            self._count(state, outcome)  # and choose when the object's loop looks again
+            self.record(state, outcome)  # and choose when the object's loop looks again
             return outcome
 
-    def _count(self, state: ObjectState, outcome: Outcome) -> None:
+    def record(self, state: ObjectState, outcome: Outcome) -> None:
+        """After a reconcile: the metrics, the failure count, and when the object's loop looks again."""
         body = state.latest or {}
         metrics.OBJECTS.set_state(body["metadata"]["uid"], _ready_reason(body))
         if outcome.first_ready and (created := _created_at(body)) is not None:
@@ -136,6 +143,20 @@ class Controller:
         state.delay = next_delay(
             outcome.result, state.failures, self.settings, self._rng, outcome.requeue_after
         )
+        if outcome.result is Result.PROGRESSING:
+            self._polling.add(state)
+        else:
+            self._polling.discard(state)
+        self._wake_pollers_on_learning()
+
+    def _wake_pollers_on_learning(self) -> None:
+        learned = frozenset(self._reconciler.durations.known_kinds())
+        if learned <= self._learned:
+            return
+        self._learned = learned
+        for waiting in list(self._polling):
+            waiting.delay = 0.0
+            waiting.wake.set()
 
     async def _reconcile(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
         write, events = self._writer(body, state), KopfEvents(body)

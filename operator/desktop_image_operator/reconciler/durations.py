@@ -23,6 +23,10 @@ class OperationDurations:
     def observe(self, kind: OperationKind, seconds: float) -> None:
         self._seen.setdefault(kind, deque(maxlen=_WINDOW)).append(seconds)
 
+    def known_kinds(self) -> frozenset[OperationKind]:
+        """The kinds whose duration has been learned."""
+        return frozenset(self._seen)
+
     def expected(self, kind: OperationKind) -> float | None:
         """The median of the recent durations of this kind, or None before the first one finished."""
         seen = self._seen.get(kind)
