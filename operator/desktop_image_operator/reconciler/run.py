@@ -167,7 +167,7 @@ class Run:
         )
 
     async def fail(self, failure: Failure) -> Outcome:
-        log.info("%s: %s", self.resource.ref, failure)
+        log.info("%s", failure)  # the line carries the object and the reconcile id already
         self.status.observed_generation = self.resource.generation
         if failure.cloud_error:
             self._set(CONDITION_SYNCED, c.not_ready(failure.reason, failure.message))
