@@ -3,6 +3,14 @@ the fake cloud and operator processes. Their helpers live in tests/support/."""
 
 from __future__ import annotations
 
+import os
+
+# Some tests run gRPC in this process (the fake cloud, the gRPC client), and children are started with a
+# pre-exec hook (they die with us). With gRPC's fork support on, its event engine restarts its poller in
+# the forked child, where closing inherited descriptors before exec can abort the child. Off, before any
+# gRPC import.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
