@@ -30,7 +30,6 @@ from desktop_image_operator.reconciler import naming
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.desired import DesiredImage
 from desktop_image_operator.reconciler.failures import Failure
-from desktop_image_operator.reconciler.listings import FolderListings
 from desktop_image_operator.reconciler.observation import Observation, OperationView
 from desktop_image_operator.reconciler.outcome import Outcome, Result
 from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, claim
@@ -47,13 +46,12 @@ class Decide:
         cloud: DesktopImageClient,
         seen: Observation,
         owners: Owners,
-        listings: FolderListings,
     ) -> None:
         self.run = run
         self.cloud = cloud
         self.seen = seen
         self.owners = owners
-        self.listings = listings
+        self.listings = run.listings  # one per process, shared with the observation
         self.status = run.status
         self.resource = run.resource
 

@@ -1,22 +1,16 @@
-"""Deterministic names: ownership labels on cloud images and idempotency keys derived from the object's UID.
+"""Deterministic idempotency keys, derived from the object's UID (ownership labels are in `ownership`).
 
-Deriving them from the UID (never from time or chance) is what lets a restarted operator recognise the
-image and the operation it started before it died.
+Deriving them from the UID (never from time or chance) is what lets a restarted operator repeat the very
+call it made before it died, and the cloud recognise it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 
 from desktop_image_operator.api import GROUP
-from desktop_image_operator.api.constants import OWNER_UID_LABEL
 
 _KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, GROUP)
-
-
-def is_owned_by(labels: Mapping[str, str], uid: str) -> bool:
-    return labels.get(OWNER_UID_LABEL) == uid.lower()
 
 
 def _key(*parts: str) -> str:

@@ -67,7 +67,7 @@ class Reconciler:
             return await run.paused("Paused by the clouddesktop.yc.io/paused annotation.")
         try:
             seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
-            return await Decide(run, cloud, seen, self._owners, self.listings).reconcile()
+            return await Decide(run, cloud, seen, self._owners).reconcile()
         except CloudError as error:
             return await run.fail(classify(error, during=run.stage))
         except Failure as failure:
@@ -94,7 +94,7 @@ class Reconciler:
         run.stage = "delete"
         try:
             seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
-            return await Decide(run, cloud, seen, self._owners, self.listings).release()
+            return await Decide(run, cloud, seen, self._owners).release()
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
         except Failure as failure:
