@@ -28,7 +28,7 @@ import yaml
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.helm import CHART, REPO, Helm
-from tests.delivery import dockerfile
+from tests.delivery import dockerfile, runtime_venv
 from tests.delivery.support import DOCKERFILE, ProcessUnderTest, only, operator_env
 from tests.support import manifests
 from tests.support.kube import Kubectl
@@ -206,6 +206,14 @@ def _mount_namespace_works() -> bool:
     return completed.returncode == 0
 
 
+def _resident_mib(pid: int) -> int:
+    """VmRSS of a process: the replay's wrappers (unshare, sh, setpriv) exec the operator in their place."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+    assert found, status
+    return int(found[1]) // 1024
+
+
 def _snapshot(*roots: Path) -> dict[str, tuple[int, float]]:
     found = {}
     for root in roots:
@@ -294,6 +302,8 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
         ),
         "DESKTOP_IMAGE_OPERATOR_CREDENTIALS_FILE": str(key_file),
         "TMPDIR": str(tmp),
+        # Every module imported, at start and later, named on standard error: what the run really loads.
+        "PYTHONPROFILEIMPORTTIME": "1",
     }
 
     argv: list[str] = [executable, *entrypoint[1:]]
@@ -326,16 +336,21 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
         )
         metrics = operator.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         assert "desktop_image_operator_cloud_requests_total{" in metrics
+        resident = _resident_mib(operator.process.pid)
         kubectl("delete", "-n", namespace, "desktopimage/imaged", "--timeout=60s", timeout=90)
     finally:
         operator.stop()
         if not isolation.read_only_root:
             for path in (venv, home):
                 subprocess.run(["chmod", "-R", "u+w", str(path)], check=False, timeout=60)
-    text = operator.logs()
+    imported = runtime_venv.imported_modules(operator.logs())
+    assert "desktop_image_operator.controller.app" in imported, "no import times on standard error"
+    assert runtime_venv.in_package(imported, runtime_venv.ASYNCIO_CLIENT) == []
+    text = runtime_venv.without_import_times(operator.logs())
     assert "Read-only file system" not in text, text[-4000:]
     assert "Permission denied" not in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
     assert _snapshot(replay.path("/opt"), home, secrets) == before, "the operator wrote to its filesystem"
     with capsys.disabled():
-        print(f"\nimage replay: {DOCKER.final.image} stood in by {python}; ran with {isolation.describe()}\n")
+        print(f"\nimage replay: {DOCKER.final.image} stood in by {python}; ran with {isolation.describe()}")
+        print(f"operator: {len(imported)} modules imported, {resident} MiB resident after a reconcile\n")
