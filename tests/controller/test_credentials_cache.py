@@ -1,16 +1,20 @@
-"""A credentials Secret is read once in a while, not every reconcile, and again when the cloud refuses it."""
+"""A credentials Secret is read once, then kept current by its watch; it is read again only when the watch
+ends, the cloud refuses its key, or no object used it for a while."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.kube import SecretUnavailable
+from desktop_image_operator.controller.kube import SecretMeta, SecretSnapshot, SecretUnavailable
+from desktop_image_operator.controller.secret_watch import UNWATCHED_SECONDS, WatchEnd, WatchListener
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
@@ -19,19 +23,77 @@ from tests.cloud.support import authorized_key_json
 
 pytestmark = pytest.mark.timeout(30)
 
+NAMESPACE, NAME, KEY = "team-a", "yc-sa-key", "key.json"
+IDLE = 1200.0
+
 
 class SecretStore:
-    """The API server's Secrets as the operator reads them: counted, and gone when deleted."""
+    """The API server's Secrets as the operator reads them: counted, versioned, and gone when deleted."""
 
     def __init__(self) -> None:
-        self.keys: dict[tuple[str, str, str], bytes] = {}
+        self.secrets: dict[tuple[str, str], SecretSnapshot] = {}
         self.reads = 0
+        self.seen: list[SecretMeta | None] = []
+        self._version = 100
 
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+    def put(self, data: dict[str, bytes], *finalizers: str) -> SecretSnapshot:
+        self._version += 1
+        meta = SecretMeta("uid-1", str(self._version), finalizers, deleting=False)
+        self.secrets[(NAMESPACE, NAME)] = SecretSnapshot(meta, data)
+        return self.secrets[(NAMESPACE, NAME)]
+
+    async def read_secret(self, namespace: str, name: str) -> SecretSnapshot:
         self.reads += 1
-        if (namespace, name, key) not in self.keys:
+        if (namespace, name) not in self.secrets:
             raise SecretUnavailable(f"Secret {namespace}/{name} does not exist.")
-        return self.keys[(namespace, name, key)]
+        return self.secrets[(namespace, name)]
+
+    def saw_secret(self, namespace: str, name: str, meta: SecretMeta | None) -> None:
+        self.seen.append(meta)
+
+
+class FakeWatch:
+    """One watch as the real one behaves: it reports until it ends, then never again."""
+
+    def __init__(self, since: str, listener: WatchListener) -> None:
+        self.since = since
+        self.listener = listener
+        self.over = False
+
+    def deliver(self, snapshot: SecretSnapshot | None) -> None:
+        assert not self.over, "an ended watch reports nothing"
+        self.listener.changed(snapshot)
+
+    def end(self, why: WatchEnd) -> None:
+        if not self.over:
+            self.over = True
+            self.listener.ended(why)
+
+    def reopen(self) -> None:
+        """The server ended one request: the watch asks again only while it is wanted."""
+        if not self.listener.wanted():
+            self.end(WatchEnd.IDLE)
+
+    def stop(self) -> None:
+        self.end(WatchEnd.STOPPED)
+
+
+class FakeWatches:
+    def __init__(self) -> None:
+        self.started: list[FakeWatch] = []
+        self.closed = False
+
+    def watch(self, namespace: str, name: str, since: str, listener: WatchListener) -> FakeWatch:
+        assert (namespace, name) == (NAMESPACE, NAME)
+        self.started.append(FakeWatch(since, listener))
+        return self.started[-1]
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def live(self) -> list[FakeWatch]:
+        return [watch for watch in self.started if not watch.over]
 
 
 class Clock:
@@ -42,12 +104,47 @@ class Clock:
         return self.now
 
 
+class Setup:
+    def __init__(self, session: CloudSession) -> None:
+        self.store, self.watches, self.clock = SecretStore(), FakeWatches(), Clock()
+        settings = RunSettings(credentials_cache_seconds=IDLE)
+        self.credentials = Credentials(
+            session,
+            self.store,  # type: ignore[arg-type]
+            settings,
+            watches=self.watches,
+            clock=self.clock,
+        )
+
+    async def client(self) -> Any:
+        return await self.credentials.client_for(resource())
+
+    async def failure(self) -> Failure:
+        with pytest.raises(Failure) as caught:
+            await self.credentials.client_for(resource())
+        return caught.value
+
+
 def resource() -> Resource:
     body: dict[str, Any] = {
-        "metadata": {"name": "img", "namespace": "team-a", "uid": "u-1", "generation": 1},
-        "spec": {"source": {"desktopId": "e3v"}, "credentialsRef": {"name": "yc-sa-key"}},
+        "metadata": {"name": "img", "namespace": NAMESPACE, "uid": "u-1", "generation": 1},
+        "spec": {"source": {"desktopId": "e3v"}, "credentialsRef": {"name": NAME}},
     }
     return Resource.from_body(body)
+
+
+def key(number: int) -> dict[str, bytes]:
+    return {KEY: authorized_key_json(key_id=f"ajekey{number:013d}").encode()}
+
+
+def secret_reads() -> float:
+    return REGISTRY.get_sample_value("desktop_image_operator_secret_reads_total") or 0.0
+
+
+async def settled() -> None:
+    """Let the event loop run what the watch handed over."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -56,48 +153,187 @@ async def session() -> AsyncIterator[CloudSession]:
         yield opened
 
 
-def credentials(session: CloudSession, store: SecretStore, clock: Clock) -> Credentials:
-    settings = RunSettings(credentials_cache_seconds=60)
-    return Credentials(session, store, settings, clock=clock)  # type: ignore[arg-type]
+@pytest.fixture
+def setup(session: CloudSession) -> Setup:
+    return Setup(session)
 
 
-async def test_the_secret_is_read_once_while_its_key_is_fresh(session: CloudSession) -> None:
-    store, clock = SecretStore(), Clock()
-    store.keys[("team-a", "yc-sa-key", "key.json")] = authorized_key_json().encode()
-    creds = credentials(session, store, clock)
-    first = await creds.client_for(resource())
+async def test_the_secret_is_read_once_while_its_watch_runs(setup: Setup) -> None:
+    setup.store.put(key(1))
+    reads_before = secret_reads()
+    first = await setup.client()
+    for _ in range(20):
+        setup.clock.now += 600  # far beyond any period a timer would have re-read it after
+        assert await setup.client() is first
+    assert setup.store.reads == 1
+    assert secret_reads() - reads_before == 1
+    assert [watch.since for watch in setup.watches.started] == ["101"]
+
+
+async def test_a_changed_key_arrives_by_the_watch_without_a_read(setup: Setup) -> None:
+    setup.store.put(key(1))
+    first = await setup.client()
+    setup.watches.started[0].deliver(setup.store.put(key(2)))
+    await settled()
+    second = await setup.client()
+    assert second is not first
+    assert second.token_source is not first.token_source
+    assert setup.store.reads == 1
+
+
+async def test_a_change_that_keeps_the_key_keeps_the_client_and_its_token(setup: Setup) -> None:
+    setup.store.put(key(1))
+    first = await setup.client()
+    changed = setup.store.put(key(1), "example.com/finalizer")
+    setup.watches.started[0].deliver(changed)
+    await settled()
+    assert await setup.client() is first
+    assert setup.store.seen == [changed.meta]  # the finalizer guard sees the Secret as the watch does
+
+
+async def test_a_deleted_secret_fails_the_next_use_as_invalid_credentials(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    del setup.store.secrets[(NAMESPACE, NAME)]
+    setup.watches.started[0].deliver(None)
+    await settled()
+    failure = await setup.failure()
+    assert failure.reason == c.CREDENTIALS_INVALID
+    assert f"Secret {NAMESPACE}/{NAME} does not exist" in failure.message
+    assert setup.watches.live == []
+    assert setup.store.seen == [None]
+
+
+async def test_a_broken_watch_makes_the_next_use_read_again_and_watch_anew(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    broken = setup.watches.started[0]
+    broken.end(WatchEnd.FAILED)
+    await settled()
+    setup.store.put(key(2))
+    second = await setup.client()
+    assert setup.store.reads == 2
+    assert [watch.since for watch in setup.watches.live] == ["102"]
+    assert await setup.client() is second
+
+
+async def test_a_watch_ending_is_distrusted_before_the_event_loop_hears_why(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    setup.watches.started[0].end(WatchEnd.EXPIRED)  # no settling: the thread just ended
+    await setup.client()
+    assert setup.store.reads == 2
+
+
+async def test_late_events_of_a_replaced_watch_are_ignored(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    old = setup.watches.started[0]
+    old.listener.changed(SecretSnapshot(SecretMeta("uid-1", "99", (), False), key(9)))  # in flight
+    setup.credentials.forget(resource())
+    current = await setup.client()
+    await settled()
+    assert await setup.client() is current
+    assert setup.store.seen == []
+
+
+async def test_a_refused_key_is_read_again_at_once_and_its_old_watch_stops(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    setup.credentials.forget(resource())
+    await setup.client()
+    assert setup.store.reads == 2
+    assert [watch.over for watch in setup.watches.started] == [True, False]
+
+
+async def test_a_missing_secret_is_neither_remembered_nor_watched(setup: Setup) -> None:
+    assert (await setup.failure()).reason == c.CREDENTIALS_INVALID
+    setup.store.put(key(1))
+    await setup.client()  # created meanwhile: found at once
+    assert setup.store.reads == 2
+    assert len(setup.watches.started) == 1
+
+
+async def test_a_missing_key_says_which_without_another_read(setup: Setup) -> None:
+    setup.store.put({"other.json": b"{}"})
+    failure = await setup.failure()
+    assert failure.message == f"Secret {NAMESPACE}/{NAME} has no key 'key.json'."
+    assert (await setup.failure()).message == failure.message
+    assert setup.store.reads == 1
+
+
+async def test_a_malformed_key_is_invalid_and_names_no_key_material(setup: Setup) -> None:
+    setup.store.put({KEY: b'{"id": "k", "private_key": "secret-body-123"}'})
+    failure = await setup.failure()
+    assert failure.reason == c.CREDENTIALS_INVALID
+    assert "is not an authorized key" in failure.message
+    assert "secret-body-123" not in failure.message
+
+
+async def test_a_secret_no_object_used_for_a_while_is_no_longer_watched(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    watch = setup.watches.started[0]
+    setup.clock.now += IDLE - 1
+    watch.reopen()
+    assert not watch.over
+    setup.clock.now += 2
+    watch.reopen()
+    await settled()
+    assert watch.over
+    await setup.client()
+    assert setup.store.reads == 2
+
+
+async def test_a_use_keeps_the_watch_wanted(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    watch = setup.watches.started[0]
     for _ in range(5):
-        clock.now += 10
-        assert await creds.client_for(resource()) is first
-    assert store.reads == 1
+        setup.clock.now += IDLE / 2
+        await setup.client()
+        watch.reopen()
+    assert not watch.over
+    assert setup.store.reads == 1
 
 
-async def test_the_secret_is_read_again_after_a_while(session: CloudSession) -> None:
-    store, clock = SecretStore(), Clock()
-    store.keys[("team-a", "yc-sa-key", "key.json")] = authorized_key_json().encode()
-    creds = credentials(session, store, clock)
-    await creds.client_for(resource())
-    clock.now += 61
-    await creds.client_for(resource())
-    assert store.reads == 2
+async def test_without_permission_to_watch_the_secret_is_read_again_after_a_minute(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    setup.watches.started[0].end(WatchEnd.FORBIDDEN)
+    await settled()
+    setup.clock.now += UNWATCHED_SECONDS - 1
+    await setup.client()
+    assert setup.store.reads == 1
+    setup.clock.now += 2
+    await setup.client()
+    assert setup.store.reads == 2
 
 
-async def test_a_refused_key_is_read_again_at_once(session: CloudSession) -> None:
-    store, clock = SecretStore(), Clock()
-    store.keys[("team-a", "yc-sa-key", "key.json")] = authorized_key_json().encode()
-    creds = credentials(session, store, clock)
-    await creds.client_for(resource())
-    creds.forget(resource())
-    await creds.client_for(resource())
-    assert store.reads == 2
+async def test_objects_needing_the_secret_at_once_share_one_read(setup: Setup) -> None:
+    setup.store.put(key(1))
+    clients = await asyncio.gather(*(setup.client() for _ in range(10)))
+    assert setup.store.reads == 1
+    assert len({id(client) for client in clients}) == 1
+    assert len(setup.watches.started) == 1
 
 
-async def test_a_missing_secret_is_not_remembered(session: CloudSession) -> None:
-    store, clock = SecretStore(), Clock()
-    creds = credentials(session, store, clock)
-    with pytest.raises(Failure) as caught:
-        await creds.client_for(resource())
-    assert caught.value.reason == c.CREDENTIALS_INVALID
-    store.keys[("team-a", "yc-sa-key", "key.json")] = authorized_key_json().encode()
-    await creds.client_for(resource())  # created meanwhile: found at once
-    assert store.reads == 2
+async def test_clear_stops_every_watch_and_the_next_use_reads_again(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    setup.credentials.clear()
+    assert setup.watches.live == []
+    await setup.client()
+    assert setup.store.reads == 2
+    assert len(setup.watches.live) == 1
+
+
+async def test_after_close_nothing_is_watched_and_every_use_reads(setup: Setup) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    setup.credentials.close()
+    assert setup.watches.closed
+    await setup.client()
+    await setup.client()
+    assert setup.store.reads == 3
+    assert setup.watches.live == []

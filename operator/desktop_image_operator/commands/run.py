@@ -79,7 +79,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--credentials-cache-seconds",
         ("credentials_cache_seconds",),
-        "how long a credentials Secret's key is used before the Secret is read again",
+        "how long a credentials Secret stays watched after no object used it (default: 2 x resync)",
         "float",
     ),
     Option("--credentials-file", ("credentials_file",), "default credentials: authorized key JSON file"),

@@ -1,12 +1,14 @@
 """Which credentials an object's cloud calls use: its credentialsRef Secret, else the operator's default.
 
 Token sources come from the session's registry, so every object naming the same key shares one IAM token.
-A Secret's key is read once and kept for a while (`credentials_cache_seconds`), not on every reconcile: a
-changed Secret takes effect within that time, and at once when the cloud refuses the cached key.
+A Secret is read once, then kept current by a watch (see secret_watch): a reconcile with an unchanged
+Secret makes no Kubernetes call, a changed Secret takes effect when its change arrives, and a key the
+cloud refuses is read again at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -15,6 +17,7 @@ from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.cloud.types import DesktopImageClient
 from desktop_image_operator.controller.kube import KubeApi, SecretUnavailable
+from desktop_image_operator.controller.secret_watch import SecretCache, ThreadedWatches, WatchSource
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
@@ -29,21 +32,33 @@ class Credentials:
         session: CloudSession,
         kube: KubeApi,
         settings: RunSettings,
+        *,
+        watches: WatchSource | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
-        self._kube = kube
         self._default = default_token_source(session, settings)
         self._default_client = session.client(self._default) if self._default else None
-        self._max_age = settings.credentials_cache_seconds
-        self._clock = clock
-        self._cached: dict[_Ref, tuple[float, DesktopImageClient]] = {}
+        idle = settings.credentials_cache_seconds or 2 * settings.resync_seconds
+        watches = watches if watches is not None else ThreadedWatches(kube)
+        self._secrets = SecretCache(kube, watches, idle_seconds=idle, clock=clock)
+        # The client last made for each reference, with a digest of the key it was made from.
+        self._clients: dict[_Ref, tuple[bytes, DesktopImageClient]] = {}
 
     def forget(self, resource: Resource) -> None:
         """The cloud refused this object's credentials: read its Secret again next time."""
         ref = resource.spec.credentials_ref
         if ref is not None:
-            self._cached.pop((resource.namespace, ref.name, ref.key), None)
+            self._secrets.forget(resource.namespace, ref.name)
+
+    def clear(self) -> None:
+        """Read every Secret again at its next use (for instance after a pause in which a watch may
+        have gone deaf without noticing)."""
+        self._secrets.clear()
+
+    def close(self) -> None:
+        """Stop watching Secrets."""
+        self._secrets.close()
 
     async def client_for(self, resource: Resource) -> DesktopImageClient:
         """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none.
@@ -58,28 +73,36 @@ class Credentials:
                     "No credentials: set spec.credentialsRef or give the operator default credentials.",
                 )
             return self._default_client
-        cached = self._cached.get((resource.namespace, ref.name, ref.key))
-        if cached is not None and self._clock() - cached[0] < self._max_age:
-            return cached[1]
-        client = await self._read(resource)
-        self._cached[(resource.namespace, ref.name, ref.key)] = (self._clock(), client)
-        return client
+        return self._client((resource.namespace, ref.name, ref.key), await self._key(resource))
 
-    async def _read(self, resource: Resource) -> DesktopImageClient:
+    async def _key(self, resource: Resource) -> bytes:
         ref = resource.spec.credentials_ref
         assert ref is not None
         try:
-            key = await self._kube.read_secret_key(resource.namespace, ref.name, ref.key)
-            source = self._session.token_sources.from_key(key)
+            secret = await self._secrets.get(resource.namespace, ref.name)
         except SecretUnavailable as error:
             raise Failure(c.CREDENTIALS_INVALID, str(error)) from None
+        key = secret.data.get(ref.key)
+        if key is None:
+            raise Failure(
+                c.CREDENTIALS_INVALID, f"Secret {resource.namespace}/{ref.name} has no key {ref.key!r}."
+            )
+        return key
+
+    def _client(self, ref: _Ref, key: bytes) -> DesktopImageClient:
+        digest = hashlib.sha256(key).digest()
+        made = self._clients.get(ref)
+        if made is not None and made[0] == digest:
+            return made[1]
+        try:
+            source = self._session.token_sources.from_key(key)
         except (CloudError, ValueError) as error:
             # The parser's messages name the problem, never the key material.
-            message = (
-                f"Secret {resource.namespace}/{ref.name} key {ref.key!r} is not an authorized key: {error}"
-            )
+            message = f"Secret {ref[0]}/{ref[1]} key {ref[2]!r} is not an authorized key: {error}"
             raise Failure(c.CREDENTIALS_INVALID, message) from None
-        return self._session.client(source)
+        client = self._session.client(source)
+        self._clients[ref] = (digest, client)
+        return client
 
 
 def default_token_source(session: CloudSession, settings: RunSettings) -> TokenSource | None:

@@ -17,9 +17,9 @@ import base64
 import copy
 import functools
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -94,6 +94,32 @@ class SecretMeta:
         return self.uid, self.resource_version
 
 
+@dataclass(frozen=True)
+class SecretSnapshot:
+    """A Secret as read or watched: its identity and finalizers, and its data decoded."""
+
+    meta: SecretMeta
+    data: Mapping[str, bytes] = field(repr=False)  # key material: never in a log line
+
+
+def secret_snapshot(raw: Mapping[str, Any]) -> SecretSnapshot:
+    """A Secret from its JSON form (as a watch delivers it)."""
+    meta = raw.get("metadata") or {}
+    return SecretSnapshot(
+        meta=SecretMeta(
+            uid=meta.get("uid", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            finalizers=tuple(meta.get("finalizers") or ()),
+            deleting=meta.get("deletionTimestamp") is not None,
+        ),
+        data=_decoded(raw.get("data")),
+    )
+
+
+def _decoded(data: Mapping[str, str | bytes] | None) -> dict[str, bytes]:
+    return {key: base64.b64decode(value) for key, value in (data or {}).items()}
+
+
 FIELD_MANAGER = "desktop-image-operator"
 USER_AGENT = f"desktop-image-operator/{_version()}"
 
@@ -118,10 +144,15 @@ class KubeApi:
         self._core = client.CoreV1Api(self._api)
         self._coordination = client.CoordinationV1Api(self._api)
         self._secrets: dict[tuple[str, str], SecretMeta] = {}
+        # Watches hold their connection for minutes: a client of their own keeps them apart from the calls.
+        self._watch_api = client.ApiClient(_bounded(configuration))
+        self._watch_api.user_agent = USER_AGENT
+        self._watch_core = client.CoreV1Api(self._watch_api)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
+        self._watch_api.close()
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource of one DesktopImage; returns the object as written."""
@@ -134,6 +165,13 @@ class KubeApi:
         return cast("dict[str, Any]", written)  # the client types custom objects as object
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        data = (await self.read_secret(namespace, name)).data
+        if key not in data:
+            raise SecretUnavailable(f"Secret {namespace}/{name} has no key {key!r}.")
+        return data[key]
+
+    async def read_secret(self, namespace: str, name: str) -> SecretSnapshot:
+        """Read a whole Secret; SecretUnavailable when it does not exist or may not be read."""
         try:
             secret = await self._call(
                 f"read of Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
@@ -145,11 +183,36 @@ class KubeApi:
             if error.status == 403:
                 raise SecretUnavailable(f"The operator may not read Secret {namespace}/{name}.") from None
             raise
-        self._remember(namespace, name, secret)
-        data = secret.data or {}
-        if key not in data:
-            raise SecretUnavailable(f"Secret {namespace}/{name} has no key {key!r}.")
-        return base64.b64decode(data[key])
+        return SecretSnapshot(self._remember(namespace, name, secret), _decoded(secret.data))
+
+    def saw_secret(self, namespace: str, name: str, meta: SecretMeta | None) -> None:
+        """Record what a watch of the Secret saw (None: deleted), as a read would."""
+        if meta is None:
+            self._secrets.pop((namespace, name), None)
+        else:
+            self._secrets[(namespace, name)] = meta
+
+    def open_secret_watch(
+        self, namespace: str, name: str, since: str, seconds: int, *, read_slack: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Start a watch of one Secret from version `since`; the response streams its events as JSON
+        lines for `seconds` at most (the server ends it then).
+
+        Blocking, for a thread of its own: a watch would hold one of the call pool's threads for its
+        whole life. The socket read timeout is a little longer than the server's, so a connection that
+        went silent ends the watch instead of keeping it waiting forever.
+        """
+        response = self._watch_core.list_namespaced_secret(
+            namespace,
+            field_selector=f"metadata.name={name}",
+            resource_version=since,
+            allow_watch_bookmarks=True,
+            timeout_seconds=seconds,
+            watch=True,
+            _preload_content=False,
+            _request_timeout=(self._timeout, seconds + read_slack),
+        )
+        return cast("urllib3.BaseHTTPResponse", response)
 
     def seen_secret(self, namespace: str, name: str) -> SecretMeta | None:
         """The Secret as the latest read or patch of it returned (no call); None when never seen."""

@@ -33,12 +33,12 @@ class RunSettings(BaseModel):
     terminal_retry_base_seconds: float = Field(
         60.0, gt=0, description="First delay before retrying a terminal failure (the spec did not change)."
     )
-    credentials_cache_seconds: float = Field(
-        60.0,
-        ge=0,
+    credentials_cache_seconds: float | None = Field(
+        None,
+        gt=0,
         description=(
-            "How long a credentials Secret's key is used before the Secret is read again (0: every time); "
-            "a key the cloud refuses is read again at once."
+            "How long a credentials Secret stays watched (and kept) after the last object used it; "
+            "default: twice the resync period."
         ),
     )
     credentials_file: Path | None = Field(

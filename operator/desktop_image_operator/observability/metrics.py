@@ -67,6 +67,11 @@ STATUS_WRITES = Counter(
     "Status patches the operator sent to the API server.",
 )
 
+SECRET_READS = Counter(
+    "desktop_image_operator_secret_reads",
+    "Reads of credentials Secrets sent to the API server; between reads a watch keeps each one current.",
+)
+
 
 def observe_reconcile(result: str, trigger: str, seconds: float) -> None:
     RECONCILES.labels(trigger=trigger, result=result).inc()

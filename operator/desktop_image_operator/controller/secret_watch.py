@@ -1,0 +1,357 @@
+"""Credentials Secrets kept current by a watch each, so using one costs no call while it is unchanged.
+
+The first use of a Secret reads it (one GET) and starts a watch of that Secret alone (a field selector
+on its name) from the version read. The watch's events replace the kept copy; a deletion drops it. A
+copy is trusted only while its watch runs: when the watch fails or expires (the API server went away,
+410 Gone) the copy is dropped and the next use reads the Secret again. A Secret no object used for a
+while is no longer watched.
+
+The Kubernetes client is synchronous, so each watch runs in a daemon thread of its own, one long
+request at a time: the server ends each after `WATCH_SECONDS`, and the thread asks again from the last
+version it saw. Threads hand what they see to the event loop; the kept copies are touched there only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from desktop_image_operator.controller.kube import (
+    KubeApi,
+    SecretMeta,
+    SecretSnapshot,
+    secret_snapshot,
+)
+from desktop_image_operator.observability import metrics
+
+log = logging.getLogger(__name__)
+
+# How long one watch request lasts on the server. Reopening costs no read (it resumes from the last
+# version), and the socket's read timeout just above it bounds how long a silently broken connection
+# can go unnoticed, so this is also the longest a copy can be trusted after its watch went deaf.
+WATCH_SECONDS = 120
+READ_SLACK_SECONDS = 15.0
+# Without permission to watch (RBAC from before watches), a copy is kept this long and then read again.
+UNWATCHED_SECONDS = 60.0
+# How long close() waits for the watch threads together; they are daemons, so none outlives the process.
+JOIN_SECONDS = 2.0
+
+_Key = tuple[str, str]  # namespace, Secret name
+
+
+class WatchEnd(enum.Enum):
+    IDLE = "no longer used"
+    STOPPED = "stopped"
+    EXPIRED = "expired"  # 410 Gone: the version it resumed from is too old
+    FORBIDDEN = "not allowed"
+    FAILED = "failed"
+
+
+class WatchListener(Protocol):
+    """What a watch reports to; called from the watch's own thread."""
+
+    def changed(self, snapshot: SecretSnapshot | None) -> None:
+        """The Secret as it is now; None when it was deleted."""
+
+    def ended(self, why: WatchEnd) -> None:
+        """The watch is over and reports nothing more."""
+
+    def wanted(self) -> bool:
+        """Asked before each request: False ends the watch (IDLE)."""
+
+
+class Watching(Protocol):
+    def stop(self) -> None:
+        """End the watch soon; it then reports STOPPED (or nothing, when already over)."""
+
+
+class WatchSource(Protocol):
+    def watch(self, namespace: str, name: str, since: str, listener: WatchListener) -> Watching:
+        """Watch one Secret for changes after version `since`."""
+
+    def close(self) -> None:
+        """Stop every watch and wait for them a little."""
+
+
+class SecretReader(Protocol):
+    async def read_secret(self, namespace: str, name: str) -> SecretSnapshot: ...
+
+    def saw_secret(self, namespace: str, name: str, meta: SecretMeta | None) -> None: ...
+
+
+class SecretCache:
+    """The credentials Secrets in use, each read once and then kept current by its watch."""
+
+    def __init__(
+        self,
+        reader: SecretReader,
+        watches: WatchSource,
+        *,
+        idle_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = reader
+        self._watches = watches
+        self._idle = idle_seconds
+        self._clock = clock
+        self._entries: dict[_Key, _Entry] = {}
+        self._locks: dict[_Key, asyncio.Lock] = {}
+        self._warned: set[_Key] = set()
+        self._closed = False
+
+    async def get(self, namespace: str, name: str) -> SecretSnapshot:
+        """The Secret as it is now; SecretUnavailable when it does not exist or may not be read."""
+        key = (namespace, name)
+        entry = self._trusted(key)
+        if entry is None:
+            # One read for all the objects that need the Secret at once.
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                entry = self._trusted(key) or await self._load(key)
+        entry.last_used = self._clock()
+        return entry.snapshot
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Read the Secret again at its next use."""
+        self._drop((namespace, name))
+
+    def clear(self) -> None:
+        """Forget every Secret (and stop watching it)."""
+        for key in list(self._entries):
+            self._drop(key)
+
+    def close(self) -> None:
+        """Stop all watches; later uses read the Secret every time."""
+        self._closed = True
+        self.clear()
+        self._watches.close()
+
+    @property
+    def watched(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.live)
+
+    def _trusted(self, key: _Key) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.live or self._clock() < entry.unwatched_until:
+            return entry
+        return None
+
+    async def _load(self, key: _Key) -> _Entry:
+        self._drop(key)
+        metrics.SECRET_READS.inc()
+        snapshot = await self._reader.read_secret(*key)
+        entry = _Entry(self, key, snapshot, asyncio.get_running_loop())
+        if self._closed:
+            return entry
+        self._entries[key] = entry
+        entry.watching = self._watches.watch(*key, snapshot.meta.resource_version, entry)
+        return entry
+
+    def _drop(self, key: _Key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            entry.retire()
+
+    def _changed(self, entry: _Entry, snapshot: SecretSnapshot | None) -> None:
+        if self._entries.get(entry.key) is not entry:
+            return  # from a watch replaced meanwhile
+        self._reader.saw_secret(*entry.key, snapshot.meta if snapshot else None)
+        if snapshot is None:
+            self._drop(entry.key)
+        else:
+            entry.snapshot = snapshot
+
+    def _ended(self, entry: _Entry, why: WatchEnd) -> None:
+        if self._entries.get(entry.key) is not entry:
+            return
+        if why is not WatchEnd.FORBIDDEN:
+            log.debug("watch of Secret %s/%s ended (%s)", *entry.key, why.value)
+            self._drop(entry.key)
+            return
+        if entry.key not in self._warned:
+            self._warned.add(entry.key)
+            log.warning(
+                "may not watch Secret %s/%s (RBAC lacks list and watch on secrets): reading it every %g s",
+                *entry.key,
+                UNWATCHED_SECONDS,
+            )
+        entry.unwatched_until = entry.read_at + UNWATCHED_SECONDS
+
+
+class _Entry:
+    """One kept Secret and the listener of its watch (the thread-facing side)."""
+
+    def __init__(
+        self, cache: SecretCache, key: _Key, snapshot: SecretSnapshot, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.key = key
+        self.snapshot = snapshot
+        self.read_at = self.last_used = cache._clock()
+        self.unwatched_until = float("-inf")
+        self.watching: Watching | None = None
+        # Set by the watch's thread the moment it ends: from then on the copy is not trusted, even
+        # before the event loop has heard why.
+        self.live = True
+        self._cache = cache
+        self._loop = loop
+
+    def retire(self) -> None:
+        self.live = False
+        if self.watching is not None:
+            self.watching.stop()
+
+    def changed(self, snapshot: SecretSnapshot | None) -> None:
+        self._post(self._cache._changed, self, snapshot)
+
+    def ended(self, why: WatchEnd) -> None:
+        self.live = False
+        self._post(self._cache._ended, self, why)
+
+    def wanted(self) -> bool:
+        return self.live and self._cache._clock() - self.last_used < self._cache._idle
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            self.live = False  # the loop is closed: nobody uses the copy any more
+
+
+class ThreadedWatches:
+    """The real WatchSource: one daemon thread per watch, over the KubeApi's watch requests."""
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        *,
+        seconds: int = WATCH_SECONDS,
+        read_slack: float = READ_SLACK_SECONDS,
+    ) -> None:
+        self._kube = kube
+        self._seconds = seconds
+        self._read_slack = read_slack
+        self._threads: set[_SecretWatch] = set()
+
+    def watch(self, namespace: str, name: str, since: str, listener: WatchListener) -> Watching:
+        watch = _SecretWatch(self, (namespace, name), since, listener)
+        self._threads = {thread for thread in self._threads if thread.is_alive()} | {watch}
+        watch.start()
+        return watch
+
+    def close(self) -> None:
+        for thread in self._threads:
+            thread.stop()
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def open(self, key: _Key, since: str) -> urllib3.BaseHTTPResponse:
+        return self._kube.open_secret_watch(*key, since, self._seconds, read_slack=self._read_slack)
+
+
+class _WatchOver(Exception):
+    def __init__(self, why: WatchEnd) -> None:
+        super().__init__(why.value)
+        self.why = why
+
+
+class _SecretWatch(threading.Thread):
+    """Watch one Secret until it is no longer wanted, stopped, or the watch breaks."""
+
+    def __init__(self, source: ThreadedWatches, key: _Key, since: str, listener: WatchListener) -> None:
+        super().__init__(name=f"secret-watch {key[0]}/{key[1]}", daemon=True)
+        self._source = source
+        self._key = key
+        self._version = since
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._response: urllib3.BaseHTTPResponse | None = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            response = self._response
+        if response is not None:
+            _interrupt(response)
+
+    def run(self) -> None:
+        why = self._follow_while_wanted()
+        with self._lock:
+            if self._stopped:
+                why = WatchEnd.STOPPED
+        self._listener.ended(why)
+
+    def _follow_while_wanted(self) -> WatchEnd:
+        try:
+            while self._listener.wanted():
+                self._follow_once()
+        except _WatchOver as over:
+            return over.why
+        except ApiException as error:
+            return _ending_of(error.status)
+        except Exception as error:  # whatever broke the stream, the copy can no longer be trusted
+            # The type only: a message could quote what the stream carried.
+            log.debug("watch of Secret %s/%s broke: %s", *self._key, type(error).__name__)
+            return WatchEnd.FAILED
+        return WatchEnd.IDLE
+
+    def _follow_once(self) -> None:
+        response = self._source.open(self._key, self._version)
+        with self._lock:
+            stopped, self._response = self._stopped, response
+        try:
+            if stopped:
+                raise _WatchOver(WatchEnd.STOPPED)
+            for line in _lines(response):
+                self._handle(json.loads(line))
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+        with self._lock:
+            if self._stopped:  # the stream ended because stop() cut it, not because the server did
+                raise _WatchOver(WatchEnd.STOPPED)
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind, body = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            raise _WatchOver(_ending_of(body.get("code")))
+        self._version = (body.get("metadata") or {}).get("resourceVersion") or self._version
+        if kind == "DELETED":
+            self._listener.changed(None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self._listener.changed(secret_snapshot(body))
+
+
+def _lines(response: urllib3.BaseHTTPResponse) -> Iterable[bytes]:
+    return (line for line in response if line.strip())
+
+
+def _ending_of(status: int | None) -> WatchEnd:
+    if status == 410:
+        return WatchEnd.EXPIRED
+    if status == 403:
+        return WatchEnd.FORBIDDEN
+    return WatchEnd.FAILED
+
+
+def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
+    """Wake the thread blocked reading this response: shut its socket down (closing it would not)."""
+    shutdown = getattr(response, "shutdown", None)
+    try:
+        if shutdown is not None:
+            shutdown()
+        else:
+            response.close()
+    except (OSError, RuntimeError, ValueError):
+        pass  # already released or closed: nothing is blocked on it

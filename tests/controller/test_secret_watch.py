@@ -1,0 +1,249 @@
+"""Credentials Secrets on the real API server: read once, then followed by a watch until they change or go."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+from prometheus_client import REGISTRY
+
+from desktop_image_operator.cloud import CloudSettings, open_cloud
+from desktop_image_operator.cloud.session import CloudSession
+from desktop_image_operator.controller.credentials import Credentials
+from desktop_image_operator.controller.kube import KubeApi, SecretSnapshot
+from desktop_image_operator.controller.secret_watch import ThreadedWatches, WatchEnd
+from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler.failures import Failure
+from desktop_image_operator.reconciler.resource import Resource
+from tests.cloud.support import authorized_key_json
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(60)]
+
+T = TypeVar("T")
+NAME, KEY = "yc-sa-key", "key.json"
+WAIT = 10.0  # a watch event arrives within milliseconds; this is for a loaded machine
+
+
+class CountingKube(KubeApi):
+    """The real client, remembering which calls reached the API server."""
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        super().__init__(configuration, timeout_seconds=10)
+        self.calls: list[str] = []
+
+    async def _call(
+        self, what: str, function: Callable[..., T], *args: Any, within: float | None = None
+    ) -> T:
+        self.calls.append(what)
+        return await super()._call(what, function, *args, within=within)
+
+    @property
+    def secret_reads(self) -> int:
+        return sum(1 for call in self.calls if call.startswith("read of Secret"))
+
+
+@pytest.fixture
+def kube(kubeconfig: Path) -> Iterator[CountingKube]:
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    api = CountingKube(configuration)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[CloudSession]:
+    async with open_cloud(CloudSettings()) as opened:  # no call reaches the cloud here
+        yield opened
+
+
+class Watched:
+    """Credentials over the real client and real watches; closed (threads stopped) afterwards."""
+
+    def __init__(self, session: CloudSession, kube: CountingKube, namespace: str, **watching: Any) -> None:
+        self.watches = ThreadedWatches(kube, **watching)
+        self.credentials = Credentials(session, kube, RunSettings(), watches=self.watches)
+        self.namespace = namespace
+
+    async def client(self) -> Any:
+        return await self.credentials.client_for(resource(self.namespace))
+
+
+@pytest.fixture
+def watched(session: CloudSession, kube: CountingKube, namespace: str) -> Iterator[Watched]:
+    made = Watched(session, kube, namespace)
+    yield made
+    made.credentials.close()
+
+
+def resource(namespace: str) -> Resource:
+    body: dict[str, Any] = {
+        "metadata": {"name": "img", "namespace": namespace, "uid": "u-1", "generation": 1},
+        "spec": {"source": {"desktopId": "e3v"}, "credentialsRef": {"name": NAME}},
+    }
+    return Resource.from_body(body)
+
+
+def key_data(number: int) -> dict[str, str]:
+    text = authorized_key_json(key_id=f"ajekey{number:013d}")
+    return {KEY: base64.b64encode(text.encode()).decode()}
+
+
+def put_secret(core: client.CoreV1Api, namespace: str, number: int) -> None:
+    body = client.V1Secret(metadata=client.V1ObjectMeta(name=NAME), data=key_data(number))
+    try:
+        core.replace_namespaced_secret(NAME, namespace, body)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+        core.create_namespaced_secret(namespace, body)
+
+
+def secret_reads() -> float:
+    return REGISTRY.get_sample_value("desktop_image_operator_secret_reads_total") or 0.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not await check():
+        assert time.monotonic() < deadline, "not seen in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_reconciles_with_an_unchanged_secret_read_it_exactly_once(
+    watched: Watched, kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    put_secret(core, namespace, 1)
+    reads_before = secret_reads()
+    first = await watched.client()
+    for _ in range(50):
+        assert await watched.client() is first
+    assert kube.secret_reads == 1
+    assert secret_reads() - reads_before == 1
+
+
+async def test_a_secret_changed_in_the_api_server_is_used_without_another_read(
+    watched: Watched, kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    put_secret(core, namespace, 1)
+    first = await watched.client()
+    put_secret(core, namespace, 2)
+
+    async def changed() -> bool:
+        return await watched.client() is not first
+
+    await eventually(changed)
+    assert kube.secret_reads == 1
+    current = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    seen = kube.seen_secret(namespace, NAME)  # what the finalizer guard goes by
+    assert seen is not None
+    assert seen.resource_version == current
+
+
+async def test_a_secret_deleted_in_the_api_server_fails_the_next_use(
+    watched: Watched, core: client.CoreV1Api, namespace: str
+) -> None:
+    put_secret(core, namespace, 1)
+    await watched.client()
+    core.delete_namespaced_secret(NAME, namespace)
+
+    async def refused() -> bool:
+        try:
+            await watched.client()
+        except Failure:
+            return True
+        return False
+
+    await eventually(refused)
+    with pytest.raises(Failure) as caught:
+        await watched.client()
+    assert caught.value.reason == c.CREDENTIALS_INVALID
+    assert f"Secret {namespace}/{NAME} does not exist" in caught.value.message
+
+
+async def test_the_watch_resumes_after_the_server_ends_each_request(
+    session: CloudSession, kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    watched = Watched(session, kube, namespace, seconds=1, read_slack=5.0)
+    try:
+        put_secret(core, namespace, 1)
+        first = await watched.client()
+        await asyncio.sleep(2.5)  # the server ended the first request or two meanwhile
+        put_secret(core, namespace, 2)
+
+        async def changed() -> bool:
+            return await watched.client() is not first
+
+        await eventually(changed)
+        assert kube.secret_reads == 1
+    finally:
+        watched.credentials.close()
+
+
+class Recorder:
+    """A listener that keeps what the watch reported, from its thread."""
+
+    def __init__(self) -> None:
+        self.changes: list[SecretSnapshot | None] = []
+        self.ends: list[WatchEnd] = []
+        self.over = threading.Event()
+
+    def changed(self, snapshot: SecretSnapshot | None) -> None:
+        self.changes.append(snapshot)
+
+    def ended(self, why: WatchEnd) -> None:
+        self.ends.append(why)
+        self.over.set()
+
+    def wanted(self) -> bool:
+        return True
+
+
+def test_close_stops_every_watch_thread_promptly(
+    kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    put_secret(core, namespace, 1)
+    version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    watches = ThreadedWatches(kube)  # each request would last two minutes
+    recorders = [Recorder() for _ in range(3)]
+    for recorder in recorders:
+        watches.watch(namespace, NAME, version, recorder)
+    time.sleep(0.5)  # every thread is reading its stream by now
+    started = time.monotonic()
+    watches.close()
+    assert time.monotonic() - started < 2.0
+    assert [recorder.ends for recorder in recorders] == [[WatchEnd.STOPPED]] * 3
+    alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("secret-watch")]
+    assert alive == []
+
+
+def test_a_watch_sees_a_change_then_the_deletion(
+    kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    put_secret(core, namespace, 1)
+    version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    watches, recorder = ThreadedWatches(kube), Recorder()
+    watches.watch(namespace, NAME, version, recorder)
+    put_secret(core, namespace, 2)
+    core.delete_namespaced_secret(NAME, namespace)
+    deadline = time.monotonic() + WAIT
+    while len(recorder.changes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watches.close()
+    changed, deleted = recorder.changes
+    assert changed is not None
+    assert changed.data[KEY] == base64.b64decode(key_data(2)[KEY])
+    assert deleted is None
