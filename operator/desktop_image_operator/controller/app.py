@@ -61,25 +61,27 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
     try:
         cloud = open_cloud(settings.cloud, gate=fence, observe_request=metrics.observe_cloud_request)
         async with cloud as session:
-            controller = Controller(
-                settings=settings,
-                reconciler=Reconciler(
-                    timing=timing_of(settings),
-                    cluster_id=await cluster_identity(kube, settings.cluster_id),
-                    owners=ClusterOwners(kube),
-                ),
-                credentials=Credentials(session, kube, settings),
-                kube=kube,
-                guard=SecretGuard(kube),
-                rng=random.Random(),
-            )
-            if settings.metrics_port:
-                prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
-            if fence is None:
-                await _run_alone(settings, controller, stop_flag)
-            else:
-                election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
-                await Replica(settings, controller, election, shutdown=stop_flag).run()
+            # The credentials stop their Secret watches before the Kubernetes client closes.
+            with contextlib.closing(Credentials(session, kube, settings)) as credentials:
+                controller = Controller(
+                    settings=settings,
+                    reconciler=Reconciler(
+                        timing=timing_of(settings),
+                        cluster_id=await cluster_identity(kube, settings.cluster_id),
+                        owners=ClusterOwners(kube),
+                    ),
+                    credentials=credentials,
+                    kube=kube,
+                    guard=SecretGuard(kube),
+                    rng=random.Random(),
+                )
+                if settings.metrics_port:
+                    prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
+                if fence is None:
+                    await _run_alone(settings, controller, stop_flag)
+                else:
+                    election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
+                    await Replica(settings, controller, election, shutdown=stop_flag).run()
     finally:
         kube.close()
 
