@@ -347,7 +347,7 @@ OPERATOR_RULES = {
     ("clouddesktop.yc.io", "desktopimages"): ["get", "list", "watch", "patch"],
     ("clouddesktop.yc.io", "desktopimages/status"): ["patch"],
     ("", "events"): ["create"],
-    ("", "secrets"): ["get", "patch"],
+    ("", "secrets"): ["get", "list", "watch", "patch"],
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"]}
 LEASE_RULE = {("coordination.k8s.io", "leases"): ["get", "create", "update"]}

@@ -97,9 +97,12 @@ each watched namespace. Every verb is one the operator (or kopf, its framework) 
   bookkeeping annotations); nothing creates, replaces or deletes them. get only reads what list reads.
 - desktopimages/status: the operator merge-patches status.
 - events: kopf posts (creates) core/v1 Events; it never updates them.
-- secrets: get, by name, the Secret a DesktopImage's spec.credentialsRef names, and patch its
+- secrets: get, by name, the Secret a DesktopImage's spec.credentialsRef names, then list and watch
+  it to keep that copy current (one watch per Secret in use, restricted by a field selector to its
+  metadata.name, so a reconcile with an unchanged Secret makes no call); and patch its
   metadata.finalizers (a strategic merge, no update): the operator's finalizer keeps a Secret in use
-  until the last DesktopImage naming it is deleted. Never list or watch.
+  until the last DesktopImage naming it is deleted. The names are the objects' to choose, so the rule
+  cannot list them (resourceNames); list adds no data that get by name did not already allow.
 */}}
 {{- define "desktop-image-operator.namespacedRules" -}}
 - apiGroups: ["clouddesktop.yc.io"]
@@ -114,7 +117,7 @@ each watched namespace. Every verb is one the operator (or kopf, its framework) 
 {{- if .Values.rbac.credentialsSecrets }}
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- end }}
 
