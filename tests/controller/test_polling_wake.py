@@ -1,65 +1,99 @@
-"""Loops waiting on an operation poll again at once when the operator learns how long such operations take."""
+"""Objects waiting on an operation poll again at once when the operator learns how long operations take."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from desktop_image_operator.controller.controller import Controller, ObjectState
+import pytest
+
+from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result
 
 
-def state_of(uid: str) -> ObjectState:
-    body: dict[str, Any] = {"metadata": {"uid": uid, "name": uid, "namespace": "ns"}}
-    return ObjectState(latest=body)
+def body_of(uid: str) -> dict[str, Any]:
+    # Ready at its generation, nothing running: its first look is spread over the hour-long resync.
+    ready = {"type": "Ready", "status": "True", "observedGeneration": 1}
+    status = {"observedGeneration": 1, "conditions": [ready]}
+    return {"metadata": {"uid": uid, "name": uid, "namespace": "ns", "generation": 1}, "status": status}
 
 
-def controller_with(reconciler: Reconciler) -> Controller:
-    # Only the bookkeeping after a reconcile is exercised: no cloud, API server or Secrets are needed.
-    return Controller(
-        settings=RunSettings(),
+class NoSecrets:
+    """Credentials with no Secret kept: what a term of service starts from."""
+
+    def clear(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
+    # Only the bookkeeping after a reconcile is exercised: no cloud, API server or Secrets are needed,
+    # and no object is due within the test (so the scheduler never runs one).
+    reconciler = Reconciler()
+    controller = Controller(
+        settings=RunSettings(resync_seconds=3600.0),
         reconciler=reconciler,
-        credentials=None,
-        kube=None,
+        credentials=NoSecrets(),  # type: ignore[arg-type]
+        kube=None,  # type: ignore[arg-type]
         guard=None,  # type: ignore[arg-type]
     )
+    async with controller.serving():
+        yield controller, reconciler
 
 
-def test_the_first_learned_duration_wakes_every_loop_waiting_on_an_operation() -> None:
-    reconciler = Reconciler()
-    controller = controller_with(reconciler)
-    waiting = [state_of(f"waiting-{n}") for n in range(3)]
-    for state in waiting:
-        controller.record(state, Outcome(Result.PROGRESSING, "Copying", requeue_after=8.0))
-    assert all(state.delay is not None and state.delay >= 8.0 for state in waiting)
+def finish(controller: Controller, uid: str, outcome: Outcome) -> None:
+    """A reconcile of `uid` ended with `outcome`; its own next run is pushed far out of the test."""
+    controller.notice(body_of(uid))
+    controller.record(controller.state(uid), outcome)
+    controller._scheduler.schedule(uid, 3000.0)  # type: ignore[union-attr]
+
+
+def progressing(after: float) -> Outcome:
+    return Outcome(Result.PROGRESSING, "Copying", requeue_after=after)
+
+
+async def test_the_first_learned_duration_wakes_every_object_waiting_on_an_operation(
+    served: tuple[Controller, Reconciler],
+) -> None:
+    controller, reconciler = served
+    for n in range(3):
+        finish(controller, f"waiting-{n}", progressing(8.0))
+    assert all((controller.state(f"waiting-{n}").delay or 0.0) >= 8.0 for n in range(3))
 
     reconciler.durations.observe("Copy", 10.0)  # one copy was seen to end
-    controller.record(state_of("finished"), Outcome(Result.READY, "Available"))
-    assert all(state.delay == 0.0 and state.wake.is_set() for state in waiting)
+    finish(controller, "finished", Outcome(Result.READY, "Available"))
+    for n in range(3):
+        assert controller.state(f"waiting-{n}").delay == 0.0
+        assert controller.due_in(f"waiting-{n}") == 0.0
 
 
-def test_later_durations_of_a_known_kind_wake_nobody() -> None:
-    reconciler = Reconciler()
-    controller = controller_with(reconciler)
+async def test_later_durations_of_a_known_kind_wake_nobody(served: tuple[Controller, Reconciler]) -> None:
+    controller, reconciler = served
     reconciler.durations.observe("Copy", 10.0)
-    controller.record(state_of("first"), Outcome(Result.READY, "Available"))
-    waiting = state_of("waiting")
-    controller.record(waiting, Outcome(Result.PROGRESSING, "Copying", requeue_after=9.0))
-    waiting.wake.clear()
+    finish(controller, "first", Outcome(Result.READY, "Available"))
+    finish(controller, "waiting", progressing(9.0))
 
     reconciler.durations.observe("Copy", 11.0)
-    controller.record(state_of("second"), Outcome(Result.READY, "Available"))
-    assert not waiting.wake.is_set()
+    finish(controller, "second", Outcome(Result.READY, "Available"))
+    assert (controller.due_in("waiting") or 0.0) > 2000.0
 
 
-def test_a_loop_no_longer_waiting_is_not_woken() -> None:
-    reconciler = Reconciler()
-    controller = controller_with(reconciler)
-    settled = state_of("settled")
-    controller.record(settled, Outcome(Result.PROGRESSING, "Copying", requeue_after=8.0))
-    controller.record(settled, Outcome(Result.READY, "Available"))
-    settled.wake.clear()
+async def test_an_object_no_longer_waiting_is_not_woken(served: tuple[Controller, Reconciler]) -> None:
+    controller, reconciler = served
+    finish(controller, "settled", progressing(8.0))
+    finish(controller, "settled", Outcome(Result.READY, "Available"))
 
     reconciler.durations.observe("Copy", 10.0)
-    controller.record(state_of("finished"), Outcome(Result.READY, "Available"))
-    assert not settled.wake.is_set()
+    finish(controller, "finished", Outcome(Result.READY, "Available"))
+    assert (controller.due_in("settled") or 0.0) > 2000.0
+
+
+async def test_a_deleted_object_is_forgotten_and_never_woken(served: tuple[Controller, Reconciler]) -> None:
+    controller, reconciler = served
+    finish(controller, "deleted", progressing(8.0))
+    controller.forget(body_of("deleted"))
+
+    reconciler.durations.observe("Copy", 10.0)
+    finish(controller, "finished", Outcome(Result.READY, "Available"))
+    assert controller.due_in("deleted") is None

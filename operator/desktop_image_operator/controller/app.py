@@ -94,14 +94,15 @@ async def _run_alone(settings: RunSettings, controller: Controller, stop_flag: a
     )
     _log_start(settings, identity)
     metrics.LEADER.set(1)
-    await kopf.operator(
-        registry=registry_for(controller, identity),
-        standalone=True,  # no kopf peering: the Lease (or running alone) decides who acts
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
-    )
+    async with controller.serving():
+        await kopf.operator(
+            registry=registry_for(controller, identity),
+            standalone=True,  # no kopf peering: the Lease (or running alone) decides who acts
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+        )
 
 
 class Replica:
@@ -143,14 +144,15 @@ class Replica:
         renewal.add_done_callback(lambda _: stop.set())
         guard = asyncio.create_task(self._guard(stop, ready), name="shutdown guard")
         try:
-            await kopf.operator(
-                registry=registry_for(self._controller, self.identity),
-                standalone=True,
-                clusterwide=not self._settings.namespaces,
-                namespaces=list(self._settings.namespaces),
-                stop_flag=stop,
-                ready_flag=ready,
-            )
+            async with self._controller.serving():
+                await kopf.operator(
+                    registry=registry_for(self._controller, self.identity),
+                    standalone=True,
+                    clusterwide=not self._settings.namespaces,
+                    namespaces=list(self._settings.namespaces),
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
         finally:
             if not stop.is_set():  # kopf ended on its own: a signal it caught first, or a fatal error
                 self._on_signal()

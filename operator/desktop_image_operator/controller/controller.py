@@ -2,23 +2,28 @@
 metrics and the credentials Secrets' finalizer.
 
 kopf tells us *that* something happened; the reconciler works out *what* to do from the object and the
-cloud. Handlers and the per-object resync loop both come through here, serialised by a per-object lock
-that is never held across a sleep: a reconcile takes one step and says when to look again.
+cloud. Watch events only update what the controller knows of an object and, when the user changed what
+they ask for, ask the scheduler for a reconcile now. The scheduler (one timer for all objects) runs the
+reconciles; kopf's deletion handler runs the finalizer. Both are serialised by a per-object lock that is
+never held across a sleep: a reconcile takes one step and says when to look again.
+
+Per object the controller keeps only an ObjectState holding a trimmed copy of the newest body: with
+thousands of objects, what is kept per object is what the operator's memory is made of.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
 import time
-import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -26,6 +31,7 @@ from desktop_image_operator.api import CONDITION_READY
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.schedule import next_delay
+from desktop_image_operator.controller.scheduler import Scheduler
 from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
@@ -42,26 +48,65 @@ _EVENT_MESSAGE_LIMIT = 1024
 _RELEASED = (Result.DELETED, Result.RETAINED)
 
 
-@dataclass(eq=False)  # compared by identity: states are kept in a set of those polling
+# What a reconcile, an event or the intent check reads of an object's metadata; the rest (managedFields,
+# kubectl's copy of the last applied object, owner references) is dropped from what is kept.
+_KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "labels",
+    "annotations",
+    "finalizers",
+)
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+@dataclass(eq=False, slots=True)
 class ObjectState:
-    """What the operator keeps in memory per object (in kopf's per-object memo)."""
+    """What the operator keeps in memory per object."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
     delay: float | None = None  # seconds until the next reconcile, set by the last one
     failures: int = 0
-    # The newest version of the object we know: from a watch event, the loop or our own status patch.
-    # A reconcile always starts from it, never from a body that predates a status we wrote.
-    latest: Mapping[str, Any] | None = None
-    # What the user last asked for, as far as the loop knows: a change of it wakes the loop at once.
-    intent: tuple[int, str] | None = None
-    # Set by a change the next reconcile has not seen yet; that reconcile runs at once.
+    # What the user last asked for, as far as the loop knows: a change of it asks for a reconcile now.
+    intent: tuple[int, bytes] | None = None
+    # Set by a change the next reconcile has not seen yet (that reconcile is then labelled a change).
     changed: bool = False
+    looked: bool = False  # reconciled at least once by this process
+    # The newest version of the object we know, trimmed and kept as compact JSON (a quarter of the
+    # memory of the decoded dictionaries; it is decoded once per reconcile, which is rare by comparison).
+    packed: bytes | None = None
+    version: int = -1
+
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        """The newest body known: from a watch event or our own status patch. A reconcile always starts
+        from it, never from a body that predates a status we wrote."""
+        return None if self.packed is None else cast(dict[str, Any], json.loads(self.packed))
 
     def freshest(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        if self.latest is None or _version(body) >= _version(self.latest):
-            self.latest = body
-        return self.latest
+        """Keep `body` if it is at least as new as what is kept; return the newest."""
+        version = _version(body)
+        if self.packed is not None and version < self.version:
+            return cast(dict[str, Any], json.loads(self.packed))
+        slim = trimmed(body)
+        self.packed, self.version = json.dumps(slim, separators=(",", ":")).encode(), version
+        return slim
+
+
+def trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object the operator reads; the spec and status are shared with `body`, not copied."""
+    metadata = body.get("metadata", {})
+    kept = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
+    if _LAST_APPLIED in (annotations := kept.get("annotations") or {}):
+        kept["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    slim = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept}
+    slim.update({part: body[part] for part in ("spec", "status") if part in body})
+    return slim
 
 
 def _version(body: Mapping[str, Any]) -> int:
@@ -103,29 +148,62 @@ class Controller:
         self._kube = kube
         self._guard = guard
         self._rng = rng or random.Random()
-        # Objects whose loop waits to poll a running operation, and the kinds of operation whose duration
-        # is known: when the first duration of a kind is learned, the waiting loops poll again at once and
+        # Reconciles wait on cloud and Kubernetes calls, both bounded; more at once would only queue there.
+        self._workers = settings.cloud.max_concurrency + settings.kube_workers
+        self._states: dict[str, ObjectState] = {}  # by UID: a re-created object is another object
+        self._scheduler: Scheduler | None = None
+        self._serve: asyncio.Task[None] | None = None
+        # Objects waiting to poll a running operation, and the kinds of operation whose duration is known:
+        # when the first duration of a kind is learned, the waiting objects poll again at once and
         # reschedule by it (their pauses were chosen blind, and would overshoot short operations).
-        self._polling: weakref.WeakSet[ObjectState] = weakref.WeakSet()
+        self._polling: set[str] = set()
         self._learned: frozenset[str] = frozenset()
 
-    @staticmethod
-    def state(memo: Any) -> ObjectState:
-        existing = getattr(memo, "desktop_image", None)
-        if existing is None:
-            existing = ObjectState()
-            memo.desktop_image = existing
-        assert isinstance(existing, ObjectState)
-        return existing
+    def state(self, uid: str) -> ObjectState:
+        return self._states.setdefault(uid, ObjectState())
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """One term of service (a run of kopf), with objects learned afresh and a scheduler of its own.
+
+        Nothing is carried over from an earlier term: after a leadership change, kopf lists every object
+        again and each gets its first look as after a restart, and each credentials Secret is read again
+        (a watch kept through a pause may have gone deaf without noticing).
+        """
+        self._states, self._polling = {}, set()
+        self._credentials.clear()
+        self._scheduler = Scheduler(self._run_scheduled, workers=self._workers)
+        try:
+            yield
+        finally:
+            if self._serve is not None:
+                self._serve.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._serve
+            self._scheduler, self._serve, self._states, self._polling = None, None, {}, set()
+
+    def start_scheduling(self) -> None:
+        """Start running reconciles as they fall due (once per term; later calls do nothing).
+
+        Called from kopf's watch handler: kopf.event finds kopf's event queue in context variables that
+        kopf sets only for its object handlers, and the scheduler's tasks inherit the context they are
+        started from.
+        """
+        if self._serve is None and self._scheduler is not None:
+            self._serve = asyncio.create_task(self._scheduler.serve(), name="reconcile scheduler")
+
+    def due_in(self, uid: str) -> float | None:
+        """Seconds until the object's next reconcile; None when none is scheduled (or not serving)."""
+        return None if self._scheduler is None else self._scheduler.due_in(uid)
 
     # -- the live object ------------------------------------------------------------------------------
 
-    async def reconcile(self, body: Mapping[str, Any], memo: Any, *, trigger: str) -> Outcome:
-        state = self.state(memo)
+    async def reconcile(self, state: ObjectState, *, trigger: str) -> Outcome:
         async with state.lock:
             started = time.monotonic()
             state.changed = False  # this reconcile reads the newest body: any change so far is seen
-            current = state.freshest(body)
+            current = state.latest
+            assert current is not None, "an object is scheduled only once a body of it was seen"
             with _scope(current):
                 outcome = await self._reconcile(current, state)
             metrics.observe_reconcile(outcome.result.value, trigger, time.monotonic() - started)
@@ -135,7 +213,8 @@ class Controller:
     def record(self, state: ObjectState, outcome: Outcome) -> None:
         """After a reconcile: the metrics, the failure count, and when the object's loop looks again."""
         body = state.latest or {}
-        metrics.OBJECTS.set_state(body["metadata"]["uid"], _ready_reason(body))
+        uid = body["metadata"]["uid"]
+        metrics.OBJECTS.set_state(uid, _ready_reason(body))
         if outcome.first_ready and (created := _created_at(body)) is not None:
             metrics.TIME_TO_READY.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
         healthy = outcome.result in (Result.READY, Result.PAUSED, Result.PROGRESSING)
@@ -144,9 +223,9 @@ class Controller:
             outcome.result, state.failures, self.settings, self._rng, outcome.requeue_after
         )
         if outcome.result is Result.PROGRESSING:
-            self._polling.add(state)
+            self._polling.add(uid)
         else:
-            self._polling.discard(state)
+            self._polling.discard(uid)
         self._wake_pollers_on_learning()
 
     def _wake_pollers_on_learning(self) -> None:
@@ -154,9 +233,10 @@ class Controller:
         if learned <= self._learned:
             return
         self._learned = learned
-        for waiting in list(self._polling):
-            waiting.delay = 0.0
-            waiting.wake.set()
+        for uid in self._polling:
+            if (waiting := self._states.get(uid)) is not None:
+                waiting.delay = 0.0
+                self._schedule(uid, 0.0)
 
     async def _reconcile(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
         write, events = self._writer(body, state), KopfEvents(body)
@@ -187,8 +267,8 @@ class Controller:
 
     # -- deletion -------------------------------------------------------------------------------------
 
-    async def finalize(self, body: Mapping[str, Any], memo: Any) -> Outcome:
-        state = self.state(memo)
+    async def finalize(self, body: Mapping[str, Any]) -> Outcome:
+        state = self.state(body["metadata"]["uid"])
         async with state.lock:
             started = time.monotonic()
             current = state.freshest(body)
@@ -236,32 +316,41 @@ class Controller:
         events.warning(c.INVALID_SPEC, f"Released without cloud calls ({left}): {error}")
         return Outcome(Result.RETAINED, c.INVALID_SPEC)
 
-    @staticmethod
-    def forget(body: Mapping[str, Any]) -> None:
-        metrics.OBJECTS.forget(body["metadata"]["uid"])
+    def forget(self, body: Mapping[str, Any]) -> None:
+        """The object is gone from the API server: nothing of it is kept or scheduled."""
+        uid = body["metadata"]["uid"]
+        metrics.OBJECTS.forget(uid)
+        self._states.pop(uid, None)
+        self._polling.discard(uid)
+        if self._scheduler is not None:
+            self._scheduler.cancel(uid)
 
-    def deletion_retry_delay(self, memo: Any, outcome: Outcome) -> float:
-        state = self.state(memo)
+    def deletion_retry_delay(self, body: Mapping[str, Any], outcome: Outcome) -> float:
+        state = self.state(body["metadata"]["uid"])
         return next_delay(
             outcome.result, max(1, state.failures), self.settings, self._rng, outcome.requeue_after
         )
 
-    # -- the per-object loop --------------------------------------------------------------------------
+    # -- the schedule --------------------------------------------------------------------------------
 
-    def notice(self, body: Mapping[str, Any], memo: Any) -> None:
-        """A watch event: keep the newest body; wake the loop when the user changed what they ask for."""
-        state = self.state(memo)
+    def notice(self, body: Mapping[str, Any]) -> None:
+        """A watch event: keep the newest body; a change of what the user asks for is reconciled now."""
+        uid = body["metadata"]["uid"]
+        state = self.state(uid)
         current = state.freshest(body)
+        if _deleting(current):
+            self._unschedule(uid)  # kopf's deletion handler takes over
+            return
         intent = _intent(current)
         if state.intent is None:
             state.intent = intent
             if state.delay is None:
                 state.delay = self._first_look(current)
-                state.wake.set()
+                self._schedule(uid, state.delay)
         elif intent != state.intent:
             state.intent = intent
             state.changed = True
-            state.wake.set()
+            self._schedule(uid, 0.0)
 
     def _first_look(self, body: Mapping[str, Any]) -> float:
         """When to look first at an object just seen (a new one, or every one after a restart).
@@ -274,29 +363,31 @@ class Controller:
             return 0.0
         return self._rng.uniform(0.0, self.settings.resync_seconds)
 
-    async def run_loop(self, body: Mapping[str, Any], memo: Any, stopped: Any) -> None:
-        """Per-object loop: sleep until the delay the last reconcile (or a change) chose, then reconcile."""
-        state = self.state(memo)
-        if state.delay is None:
-            state.delay = self._first_look(state.freshest(body))
-        trigger = "start"
-        while not stopped:  # until kopf stops the daemon: the object is deleted, or the operator stops
-            state.wake.clear()
-            if not state.changed:
-                woken = await _wait_any(state.wake, stopped, timeout=state.delay or 0.0)
-                if stopped:
-                    return
-                if woken and not state.changed:
-                    continue  # a new delay was chosen meanwhile
-            trigger = "change" if state.changed else trigger
-            await self._reconcile_in_loop(body, memo, trigger)
-            trigger = "scheduled"
+    def _schedule(self, uid: str, delay: float) -> None:
+        if self._scheduler is not None:
+            self._scheduler.schedule(uid, delay)
 
-    async def _reconcile_in_loop(self, body: Mapping[str, Any], memo: Any, trigger: str) -> None:
+    def _unschedule(self, uid: str) -> None:
+        self._polling.discard(uid)
+        if self._scheduler is not None:
+            self._scheduler.cancel(uid)
+
+    async def _run_scheduled(self, uid: str) -> float | None:
+        """A reconcile that fell due; returns when the next one is due (None: the object is gone)."""
+        state = self._states.get(uid)
+        if state is None or (body := state.latest) is None or _deleting(body):
+            return None
+        trigger = "change" if state.changed else "scheduled" if state.looked else "start"
+        state.looked = True
+        await self._reconcile_in_loop(state, trigger)
+        if self._states.get(uid) is not state or _deleting(state.latest or {}):
+            return None
+        return state.delay
+
+    async def _reconcile_in_loop(self, state: ObjectState, trigger: str) -> None:
         try:
-            await self.reconcile(body, memo, trigger=trigger)
-        except Exception:  # the loop must outlive a failed status write or a slow API server
-            state = self.state(memo)
+            await self.reconcile(state, trigger=trigger)
+        except Exception:  # the object must outlive a failed status write or a slow API server
             state.failures += 1
             state.delay = next_delay(Result.TRANSIENT_ERROR, state.failures, self.settings, self._rng)
             log.exception("reconcile failed; retrying in %.1fs", state.delay)
@@ -327,7 +418,11 @@ def _scope(body: Mapping[str, Any]) -> contextlib.AbstractContextManager[object]
     return reconcile_scope(metadata.get("namespace", ""), metadata.get("name", ""), metadata.get("uid", ""))
 
 
-def _intent(body: Mapping[str, Any]) -> tuple[int, str]:
+def _deleting(body: Mapping[str, Any]) -> bool:
+    return bool(body.get("metadata", {}).get("deletionTimestamp"))
+
+
+def _intent(body: Mapping[str, Any]) -> tuple[int, bytes]:
     """What the user asks for: the spec (by its generation) and the object's labels and annotations.
 
     Any annotation counts, not only the pause: annotating an object is how people ask for a look now.
@@ -336,7 +431,8 @@ def _intent(body: Mapping[str, Any]) -> tuple[int, str]:
     metadata = body.get("metadata", {})
     annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if not k.startswith(PREFIX)}
     marks = json.dumps([annotations, metadata.get("labels") or {}], sort_keys=True)
-    return int(metadata.get("generation", 0)), marks
+    # A digest, not the text: it is kept per object, and only ever compared.
+    return int(metadata.get("generation", 0)), hashlib.blake2b(marks.encode(), digest_size=16).digest()
 
 
 def _settled(body: Mapping[str, Any]) -> bool:
@@ -363,18 +459,6 @@ def _ready_reason(body: Mapping[str, Any]) -> str:
     conditions = (body.get("status") or {}).get("conditions") or []
     ready = next((x for x in conditions if x.get("type") == CONDITION_READY), None)
     return str(ready.get("reason", "Unknown")) if ready else "Unknown"
-
-
-async def _wait_any(event: asyncio.Event, stopped: Any, *, timeout: float) -> bool:  # noqa: ASYNC109
-    """Wait for `event`, kopf's stop flag or the timeout; True when the event fired."""
-    waiter = asyncio.ensure_future(event.wait())
-    stopper = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        stopper.cancel()
-    return event.is_set()
 
 
 def _created_at(body: Mapping[str, Any]) -> datetime | None:

@@ -1,9 +1,10 @@
 """The kopf handlers: thin, they only hand events to the Controller.
 
-Reconciles run in one loop per object (a kopf daemon); watch events only wake it. No create, update or
-resume handler is registered, so kopf keeps no bookkeeping on the objects: the only writes before Ready
-are the finalizer, the operation record and the Ready status. Deletion is kopf's on.delete handler, which
-holds the finalizer until the cloud image is gone.
+Reconciles are run by the controller's scheduler (one timer for all objects, not a kopf daemon each: a
+daemon costs tasks, events and a copy of the body per object); watch events only tell the controller what
+changed. No create, update or resume handler is registered, so kopf keeps no bookkeeping on the objects:
+the only writes before Ready are the finalizer, the operation record and the Ready status. Deletion is
+kopf's on.delete handler, which holds the finalizer until the cloud image is gone.
 
 Handlers live on a registry of their own (not kopf's global one), so the operator registers exactly
 these and tests can build a fresh operator per run.
@@ -35,25 +36,22 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
-    async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        outcome = await controller.finalize(body, memo)
+    async def deleted(body: kopf.Body, **_: Any) -> None:
+        outcome = await controller.finalize(body)
         if outcome.result not in (Result.DELETED, Result.RETAINED):
             # kopf keeps the finalizer and calls again after the delay.
-            delay = controller.deletion_retry_delay(memo, outcome)
+            delay = controller.deletion_retry_delay(body, outcome)
             raise kopf.TemporaryError(f"deletion not finished: {outcome.reason}", delay=delay)
 
     @kopf.on.event(*RESOURCE, id="watch", registry=registry)
-    async def watched(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # Every watch event, our own status writes included: the controller keeps the newest body and wakes
-        # the object's loop only for a change that matters (spec, annotations, a new object).
+    async def watched(type: str, body: kopf.Body, **_: Any) -> None:
+        # Every watch event, our own status writes included: the controller keeps the newest body and asks
+        # for a reconcile only for a change that matters (spec, annotations, a new object).
+        controller.start_scheduling()  # from here: its reconciles need this handler's context
         if type == "DELETED":
             controller.forget(body)  # also when a finalizer was removed by hand: no ghost in the gauge
         else:
-            controller.notice(body, memo)
-
-    @kopf.daemon(*RESOURCE, id="reconcile", registry=registry, cancellation_timeout=5.0)
-    async def loop(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        await controller.run_loop(body, memo, stopped)
+            controller.notice(body)
 
     return registry
 
