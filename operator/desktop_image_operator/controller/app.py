@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -35,7 +36,7 @@ from desktop_image_operator.controller.leadership import (
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
 from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import RunSettings
-from desktop_image_operator.observability import metrics
+from desktop_image_operator.observability import memory, metrics
 from desktop_image_operator.observability.logs import configure_logging
 from desktop_image_operator.reconciler.reconciler import Reconciler
 from desktop_image_operator.reconciler.timing import Timing
@@ -77,13 +78,27 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
                 )
                 if settings.metrics_port:
                     prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
-                if fence is None:
-                    await _run_alone(settings, controller, stop_flag)
-                else:
-                    election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
-                    await Replica(settings, controller, election, shutdown=stop_flag).run()
+                async with _releasing_memory():
+                    if fence is None:
+                        await _run_alone(settings, controller, stop_flag)
+                    else:
+                        election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
+                        await Replica(settings, controller, election, shutdown=stop_flag).run()
     finally:
         kube.close()
+
+
+@contextlib.asynccontextmanager
+async def _releasing_memory() -> AsyncIterator[None]:
+    """Memory freed after bursts goes back to the system, for the whole life of the process."""
+    gc.freeze()  # what exists by now (modules, settings, clients) lives on: later collections skip it
+    task = asyncio.create_task(memory.keep_releasing(), name="memory release")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _run_alone(settings: RunSettings, controller: Controller, stop_flag: asyncio.Event | None) -> None:

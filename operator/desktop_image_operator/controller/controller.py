@@ -160,7 +160,10 @@ class Controller:
         self._learned: frozenset[str] = frozenset()
 
     def state(self, uid: str) -> ObjectState:
-        return self._states.setdefault(uid, ObjectState())
+        state = self._states.get(uid)
+        if state is None:
+            state = self._states[uid] = ObjectState()
+        return state
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -181,6 +184,7 @@ class Controller:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._serve
             self._scheduler, self._serve, self._states, self._polling = None, None, {}, set()
+            self._credentials.clear()  # a standby watches no Secret
 
     def start_scheduling(self) -> None:
         """Start running reconciles as they fall due (once per term; later calls do nothing).

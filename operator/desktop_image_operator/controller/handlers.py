@@ -75,4 +75,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Our own events say what a person cares about; kopf's per-handler log lines would be noise and writes.
     settings.posting.loggers = False
     settings.watching.server_timeout = 300
+    # kopf keeps a worker (with the object's last event) per recently changed object until it idles this
+    # long; our handlers only note the event, so a short wait bounds what a burst of new objects holds.
+    settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60

@@ -1,0 +1,70 @@
+"""Memory freed after a burst goes back: cycles are collected and, on glibc, free heap pages trimmed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import platform
+import sys
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from desktop_image_operator.observability import memory
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@contextlib.contextmanager
+def no_automatic_collection() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def garbage_cycle() -> weakref.ref[Node]:
+    """Two objects that only reference each other: freed by a collection, never by reference counts."""
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    return weakref.ref(first)
+
+
+def test_a_release_frees_garbage_held_in_reference_cycles() -> None:
+    with no_automatic_collection():
+        cycle = garbage_cycle()
+        assert cycle() is not None
+        took = memory.release()
+    assert cycle() is None
+    assert took >= 0.0
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_on_glibc_free_heap_pages_are_handed_back() -> None:
+    assert memory._TRIM is not None
+
+
+async def test_the_release_loop_frees_cycles_without_being_asked() -> None:
+    with no_automatic_collection():
+        task = asyncio.create_task(memory.keep_releasing(interval=0.01))
+        try:
+            cycle = garbage_cycle()
+            for _ in range(200):  # at most 2 s
+                if cycle() is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert cycle() is None
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
