@@ -325,9 +325,7 @@ class Controller:
         uid = body["metadata"]["uid"]
         metrics.OBJECTS.forget(uid)
         self._states.pop(uid, None)
-        self._polling.discard(uid)
-        if self._scheduler is not None:
-            self._scheduler.cancel(uid)
+        self._unschedule(uid)
 
     def deletion_retry_delay(self, body: Mapping[str, Any], outcome: Outcome) -> float:
         state = self.state(body["metadata"]["uid"])
