@@ -4,54 +4,24 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
-from tests.support.kube import CRD_FILE, Kubectl
+from tests.support.counting_kube import CountingKube
 from tests.support.manifests import desktop_image
 from tests.support.servers import SilentServer
 
 pytestmark = [pytest.mark.controlplane]
 
-T = TypeVar("T")
 KEY_MATERIAL = "fake-private-key-body-7c1d0e"  # must never show in an error
 OTHERS = "example.com/someone-else"
-
-
-class CountingKube(KubeApi):
-    """The real client, remembering which calls reached the API server."""
-
-    def __init__(self, configuration: client.Configuration) -> None:
-        super().__init__(configuration, timeout_seconds=10)
-        self.calls: list[str] = []
-
-    async def _call(self, what: str, function: Callable[..., T], *args: Any) -> T:
-        self.calls.append(what)
-        return await super()._call(what, function, *args)
-
-
-@pytest.fixture(scope="module")
-def crd(kubectl: Kubectl) -> None:
-    kubectl("apply", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=Established", "crd/desktopimages.clouddesktop.yc.io", "--timeout=30s")
-
-
-@pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[CountingKube]:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    api = CountingKube(configuration)
-    yield api
-    api.close()
 
 
 @pytest.fixture

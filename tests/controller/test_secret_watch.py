@@ -7,56 +7,28 @@ import base64
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client import REGISTRY
 
 from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.kube import KubeApi, SecretSnapshot
+from desktop_image_operator.controller.kube import SecretSnapshot
 from desktop_image_operator.controller.secret_watch import ThreadedWatches, WatchEnd
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
 from tests.cloud.support import authorized_key_json
+from tests.support.counting_kube import CountingKube
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(60)]
 
-T = TypeVar("T")
 NAME, KEY = "yc-sa-key", "key.json"
 WAIT = 10.0  # a watch event arrives within milliseconds; this is for a loaded machine
-
-
-class CountingKube(KubeApi):
-    """The real client, remembering which calls reached the API server."""
-
-    def __init__(self, configuration: client.Configuration) -> None:
-        super().__init__(configuration, timeout_seconds=10)
-        self.calls: list[str] = []
-
-    async def _call(
-        self, what: str, function: Callable[..., T], *args: Any, within: float | None = None
-    ) -> T:
-        self.calls.append(what)
-        return await super()._call(what, function, *args, within=within)
-
-    @property
-    def secret_reads(self) -> int:
-        return sum(1 for call in self.calls if call.startswith("read of Secret"))
-
-
-@pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[CountingKube]:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    api = CountingKube(configuration)
-    yield api
-    api.close()
 
 
 @pytest.fixture
