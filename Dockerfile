@@ -46,15 +46,12 @@ RUN python -m pip wheel --no-deps --wheel-dir "$WHEELHOUSE" .
 #
 # The bytecode is compiled here, by the environment's own interpreter, since the image writes nothing at
 # run time (PYTHONDONTWRITEBYTECODE, read-only root filesystem): a module without a .pyc would be compiled
-# again in memory at every start. pip installs without compiling and compileall compiles everything but
-# kubernetes/aio, the Kubernetes package's asyncio client (a second copy of the whole API, about 25 MB of
-# bytecode) that the operator never imports: it uses the synchronous kubernetes/client. Every installed
-# file stays, so the packages' RECORDs still hold; only bytecode nothing loads is not built. Unlike pip,
-# which skips a file that does not compile without a word, compileall fails the build on it.
+# again in memory at every start. pip installs without compiling and compileall compiles everything:
+# unlike pip, which skips a file that does not compile without a word, compileall fails the build on it.
 RUN python -m venv --without-pip "$VIRTUAL_ENV" \
     && python -m pip --python "$VIRTUAL_ENV/bin/python" install --no-compile --only-binary=:all: \
         "$WHEELHOUSE"/*.whl \
-    && "$VIRTUAL_ENV/bin/python" -m compileall -q -j 0 -x '/site-packages/kubernetes/aio/' "$VIRTUAL_ENV/lib"
+    && "$VIRTUAL_ENV/bin/python" -m compileall -q -j 0 "$VIRTUAL_ENV/lib"
 
 
 FROM ${PYTHON_IMAGE}

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import urllib3
-from kubernetes import client
 
-from desktop_image_operator.controller.kube import KubeApi, KubeTimeout
+from desktop_image_operator.controller.kube import KubeApi, KubeTimeout, KubeUnreachable
+from desktop_image_operator.controller.kubeconfig import Login
 from tests.support.servers import SilentServer
 
 TIMEOUT = 0.5
@@ -32,8 +31,7 @@ def silent() -> Iterator[SilentServer]:
 
 
 def kube_at(port: int, *, workers: int = 8) -> KubeApi:
-    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
-    return KubeApi(configuration, timeout_seconds=TIMEOUT, workers=workers)
+    return KubeApi(Login(server=f"http://127.0.0.1:{port}"), timeout_seconds=TIMEOUT, workers=workers)
 
 
 async def test_a_status_patch_without_an_answer_fails_within_its_timeout_and_says_so(
@@ -54,7 +52,7 @@ async def test_a_secret_read_without_an_answer_times_out_once_without_a_retry(si
     with pytest.raises(KubeTimeout, match=r"read of Secret team-a/key timed out after 0\.5 s"):
         await kube.read_secret_key("team-a", "key", "key.json")
     assert time.monotonic() - started < TIMEOUT + SLACK
-    # A read is idempotent, so urllib3 would try it again on its own; the thread must be free instead.
+    # A read is idempotent, so a client could try it again on its own; the thread must be free instead.
     await asyncio.sleep(TIMEOUT * 2)
     assert silent.accepted == 1
     kube.close()
@@ -115,6 +113,9 @@ async def test_a_refused_connection_is_not_reported_as_a_timeout() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]  # closed again below: nothing listens there
     kube = kube_at(port)
-    with pytest.raises(urllib3.exceptions.MaxRetryError):
+    with pytest.raises(KubeUnreachable) as error:
         await kube.patch_status("team-a", "image-1", {})
+    assert str(error.value).startswith(
+        "The status patch of DesktopImage team-a/image-1 could not reach the API server ("
+    )
     kube.close()

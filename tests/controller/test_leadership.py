@@ -24,6 +24,7 @@ from desktop_image_operator.cloud.fencing import Fence, Fenced
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.commands.run import add_arguments, settings_values
 from desktop_image_operator.controller.kube import KubeApi, LeaseConflict, LeaseRecord
+from desktop_image_operator.controller.kubeconfig import kubeconfig_login
 from desktop_image_operator.controller.leadership import (
     ElectionConfig,
     LeaderElection,
@@ -321,11 +322,7 @@ def test_identity_is_the_option_else_unique_per_process() -> None:
 
 @pytest.mark.controlplane
 async def test_two_instances_share_one_lease_on_a_real_api_server(kubeconfig: Path, namespace: str) -> None:
-    from kubernetes import config
-
-    configuration = config.kube_config.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    kube = KubeApi(configuration, timeout_seconds=5.0)
+    kube = KubeApi(kubeconfig_login(kubeconfig), timeout_seconds=5.0)
     try:
         make = lambda who: LeaderElection(  # noqa: E731
             kube, ElectionConfig("lock", namespace, who, LEASE, RENEW, RETRY, 5.0)

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.kubeconfig import Login
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
 from tests.support.counting_kube import CountingKube
@@ -181,7 +182,7 @@ async def test_holding_a_secret_already_being_deleted_is_a_lasting_error_naming_
 
 async def test_an_api_server_without_an_answer_is_a_transient_error_naming_the_secret() -> None:
     silent = SilentServer()
-    kube = KubeApi(client.Configuration(host=f"http://127.0.0.1:{silent.port}"), timeout_seconds=0.3)
+    kube = KubeApi(Login(server=f"http://127.0.0.1:{silent.port}"), timeout_seconds=0.3)
     guard = SecretGuard(kube)
     try:
         with pytest.raises(SecretGuardError) as held:

@@ -12,9 +12,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from kubernetes import client
 
 from desktop_image_operator.controller.kube import KubeApi, SecretSnapshot
+from desktop_image_operator.controller.kubeconfig import Login
 from desktop_image_operator.controller.secret_watch import ThreadedWatches, WatchEnd
 from tests.support.servers import SilentServer
 
@@ -88,7 +88,7 @@ def secret(version: str, **data: str) -> dict[str, Any]:
 
 
 def kube_at(port: int) -> KubeApi:
-    return KubeApi(client.Configuration(host=f"http://127.0.0.1:{port}"), timeout_seconds=2)
+    return KubeApi(Login(server=f"http://127.0.0.1:{port}"), timeout_seconds=2)
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ from typing import Any
 # The most the runtime environment may weigh, in bytes (decimal megabytes, by either measure of Weight).
 LIMIT = 200 * 10**6
 MB = 10**6
-# The Kubernetes package's asyncio client: shipped, never imported, no bytecode built for it.
-ASYNCIO_CLIENT = "kubernetes.aio"
 
 # Before `body` runs: record every file the import system compiles from source instead of loading its
 # bytecode. The interpreter runs with -I (nothing from the caller's environment or working directory on

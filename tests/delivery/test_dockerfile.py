@@ -26,9 +26,10 @@ import pytest
 import yaml
 
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator_dev import dockerfile
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.helm import CHART, REPO, Helm
-from tests.delivery import dockerfile, runtime_venv
+from tests.delivery import runtime_venv
 from tests.delivery.support import DOCKERFILE, ProcessUnderTest, only, operator_env
 from tests.support import manifests
 from tests.support.kube import Kubectl
@@ -345,7 +346,7 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
                 subprocess.run(["chmod", "-R", "u+w", str(path)], check=False, timeout=60)
     imported = runtime_venv.imported_modules(operator.logs())
     assert "desktop_image_operator.controller.app" in imported, "no import times on standard error"
-    assert runtime_venv.in_package(imported, runtime_venv.ASYNCIO_CLIENT) == []
+    assert runtime_venv.in_package(imported, "kubernetes") == []
     text = runtime_venv.without_import_times(operator.logs())
     assert "Read-only file system" not in text, text[-4000:]
     assert "Permission denied" not in text, text[-4000:]

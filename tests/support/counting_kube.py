@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes import client, config
-
 from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.kubeconfig import Login, kubeconfig_login
 
 T = TypeVar("T")
 
@@ -16,15 +15,15 @@ T = TypeVar("T")
 class CountingKube(KubeApi):
     """The real client; `calls` names each call that was made, in order."""
 
-    def __init__(self, configuration: client.Configuration) -> None:
-        super().__init__(configuration, timeout_seconds=10)
+    def __init__(self, login: Login) -> None:
+        super().__init__(login, timeout_seconds=10)
         self.calls: list[str] = []
 
     async def _call(
-        self, what: str, function: Callable[..., T], *args: Any, within: float | None = None
-    ) -> T:
+        self, what: str, method: str, path: str, *, within: float | None = None, **request: Any
+    ) -> dict[str, Any]:
         self.calls.append(what)
-        return await super()._call(what, function, *args, within=within)
+        return await super()._call(what, method, path, within=within, **request)
 
     @property
     def secret_reads(self) -> int:
@@ -33,8 +32,6 @@ class CountingKube(KubeApi):
 
 def counting_kube(kubeconfig: Path) -> Iterator[CountingKube]:
     """A CountingKube for the cluster of `kubeconfig`, closed afterwards (a fixture's body)."""
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    api = CountingKube(configuration)
+    api = CountingKube(kubeconfig_login(kubeconfig))
     yield api
     api.close()

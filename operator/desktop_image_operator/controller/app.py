@@ -26,7 +26,8 @@ from desktop_image_operator.cloud.session import open_cloud
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.handlers import build_registry
-from desktop_image_operator.controller.kube import KubeApi, load_client_configuration
+from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.kubeconfig import Login, load_login
 from desktop_image_operator.controller.leadership import (
     ElectionConfig,
     LeaderElection,
@@ -53,8 +54,9 @@ _READY_POLL_SECONDS = 0.1
 async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     fence = Fence() if settings.leader_elect else None
+    login = load_login()
     kube = KubeApi(
-        load_client_configuration(),
+        login,
         timeout_seconds=settings.kube_timeout_seconds,
         workers=settings.kube_workers,
         gate=fence,
@@ -80,10 +82,10 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
                     prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
                 async with _releasing_memory():
                     if fence is None:
-                        await _run_alone(settings, controller, stop_flag)
+                        await _run_alone(settings, controller, login, stop_flag)
                     else:
                         election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
-                        await Replica(settings, controller, election, shutdown=stop_flag).run()
+                        await Replica(settings, controller, election, login, shutdown=stop_flag).run()
     finally:
         kube.close()
 
@@ -101,7 +103,9 @@ async def _releasing_memory() -> AsyncIterator[None]:
             await task
 
 
-async def _run_alone(settings: RunSettings, controller: Controller, stop_flag: asyncio.Event | None) -> None:
+async def _run_alone(
+    settings: RunSettings, controller: Controller, login: Login, stop_flag: asyncio.Event | None
+) -> None:
     """Without election: kopf at once, its own /healthz; nothing stops a second instance."""
     identity = instance_identity(settings)
     liveness = (
@@ -111,7 +115,7 @@ async def _run_alone(settings: RunSettings, controller: Controller, stop_flag: a
     metrics.LEADER.set(1)
     async with controller.serving():
         await kopf.operator(
-            registry=registry_for(controller, identity),
+            registry=registry_for(controller, identity, login),
             standalone=True,  # no kopf peering: the Lease (or running alone) decides who acts
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
@@ -128,12 +132,14 @@ class Replica:
         settings: RunSettings,
         controller: Controller,
         election: LeaderElection,
+        login: Login,
         *,
         shutdown: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
         self._controller = controller
         self._election = election
+        self._login = login
         self._shutdown = shutdown or asyncio.Event()
         self.identity = election.config.identity
 
@@ -161,7 +167,7 @@ class Replica:
         try:
             async with self._controller.serving():
                 await kopf.operator(
-                    registry=registry_for(self._controller, self.identity),
+                    registry=registry_for(self._controller, self.identity, self._login),
                     standalone=True,
                     clusterwide=not self._settings.namespaces,
                     namespaces=list(self._settings.namespaces),
@@ -231,9 +237,9 @@ class Replica:
         return {"instance": self.identity, "leader": self._election.leading}
 
 
-def registry_for(controller: Controller, identity: str) -> kopf.OperatorRegistry:
+def registry_for(controller: Controller, identity: str, login: Login) -> kopf.OperatorRegistry:
     """The handlers, plus a startup handler that signs every event with this instance's identity."""
-    registry = build_registry(controller)
+    registry = build_registry(controller, login)
 
     @kopf.on.startup(id="instance", registry=registry)
     def name_instance(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -18,13 +18,14 @@ import kopf
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.controller import Controller
+from desktop_image_operator.controller.kubeconfig import Login
 from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
 from desktop_image_operator.reconciler.reconciler import Result
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
-def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, login: Login) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(id="configure", registry=registry)
@@ -32,8 +33,8 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         configure_kopf(settings)
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def log_in(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(login)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def deleted(body: kopf.Body, **_: Any) -> None:
@@ -79,3 +80,27 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # long; our handlers only note the event, so a short wait bounds what a burst of new objects holds.
     settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60
+
+
+def connection_info(login: Login) -> kopf.ConnectionInfo:
+    """kopf's side of the operator's login. kopf asks again when the API server refuses its token, so
+    the token is read afresh here (a rotated ServiceAccount token, a new one from an exec plugin)."""
+    token = None
+    if login.token is not None:
+        login.token.expire()
+        token = login.token.current()
+    return kopf.ConnectionInfo(
+        server=login.server,
+        ca_path=login.ca_file,
+        ca_data=login.ca_data,
+        insecure=login.insecure,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=login.cert_file,
+        certificate_data=login.cert_data,
+        private_key_path=login.key_file,
+        private_key_data=login.key_data,
+        username=login.username,
+        password=login.password,
+        default_namespace=login.namespace,
+    )

@@ -13,10 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
-from desktop_image_operator.controller.kube import KubeApi, KubeTimeout, SecretMeta
+from desktop_image_operator.controller.kube import (
+    KubeApi,
+    KubeApiError,
+    KubeTimeout,
+    KubeUnreachable,
+    SecretMeta,
+)
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
 
 _Key = tuple[str, str]
@@ -98,17 +101,16 @@ async def _reported(key: _Key, action: str) -> AsyncIterator[None]:
         yield
     except KubeTimeout as error:
         raise SecretGuardError(f"Could not {action} {secret}: {error}", transient=True) from None
-    except ApiException as error:
-        transient = error.status in (429, 0) or (error.status or 0) >= 500
+    except KubeApiError as error:
+        transient = error.status == 429 or error.status >= 500
         raise SecretGuardError(
             f"Could not {action} {secret}: {_api_problem(error)}", transient=transient
         ) from None
-    except urllib3.exceptions.HTTPError as error:
-        problem = f"the API server could not be reached ({type(error).__name__})"
-        raise SecretGuardError(f"Could not {action} {secret}: {problem}.", transient=True) from None
+    except KubeUnreachable as error:
+        raise SecretGuardError(f"Could not {action} {secret}: {error}", transient=True) from None
 
 
-def _api_problem(error: ApiException) -> str:
+def _api_problem(error: KubeApiError) -> str:
     # The status line only: a response body can echo the object it was about.
     if error.status == 403:
         return "the operator's RBAC does not allow it (HTTP 403)."

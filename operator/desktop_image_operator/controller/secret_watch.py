@@ -6,7 +6,7 @@ copy is trusted only while its watch runs: when the watch fails or expires (the 
 410 Gone) the copy is dropped and the next use reads the Secret again. A Secret no object used for a
 while is no longer watched.
 
-The Kubernetes client is synchronous, so each watch runs in a daemon thread of its own, one long
+The HTTP client is synchronous, so each watch runs in a daemon thread of its own, one long
 request at a time: the server ends each after `WATCH_SECONDS`, and the thread asks again from the last
 version it saw. Threads hand what they see to the event loop; the kept copies are touched there only.
 """
@@ -19,16 +19,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
-
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.controller.kube import (
     KubeApi,
+    KubeApiError,
     SecretMeta,
     SecretSnapshot,
+    WatchStream,
     secret_snapshot,
 )
 from desktop_image_operator.observability import metrics
@@ -254,7 +253,7 @@ class ThreadedWatches:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
-    def open(self, key: _Key, since: str) -> urllib3.BaseHTTPResponse:
+    def open(self, key: _Key, since: str) -> WatchStream:
         return self._kube.open_secret_watch(*key, since, self._seconds, read_slack=self._read_slack)
 
 
@@ -275,14 +274,14 @@ class _SecretWatch(threading.Thread):
         self._listener = listener
         self._lock = threading.Lock()
         self._stopped = False
-        self._response: urllib3.BaseHTTPResponse | None = None
+        self._response: WatchStream | None = None
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
             response = self._response
         if response is not None:
-            _interrupt(response)
+            response.interrupt()
 
     def run(self) -> None:
         why = self._follow_while_wanted()
@@ -297,7 +296,7 @@ class _SecretWatch(threading.Thread):
                 self._follow_once()
         except _WatchOver as over:
             return over.why
-        except ApiException as error:
+        except KubeApiError as error:
             return _ending_of(error.status)
         except Exception as error:  # whatever broke the stream, the copy can no longer be trusted
             # The type only: a message could quote what the stream carried.
@@ -312,7 +311,7 @@ class _SecretWatch(threading.Thread):
         try:
             if stopped:
                 raise _WatchOver(WatchEnd.STOPPED)
-            for line in _lines(response):
+            for line in response.lines():
                 self._handle(json.loads(line))
         finally:
             with self._lock:
@@ -333,25 +332,9 @@ class _SecretWatch(threading.Thread):
             self._listener.changed(secret_snapshot(body))
 
 
-def _lines(response: urllib3.BaseHTTPResponse) -> Iterable[bytes]:
-    return (line for line in response if line.strip())
-
-
 def _ending_of(status: int | None) -> WatchEnd:
     if status == 410:
         return WatchEnd.EXPIRED
     if status == 403:
         return WatchEnd.FORBIDDEN
     return WatchEnd.FAILED
-
-
-def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
-    """Wake the thread blocked reading this response: shut its socket down (closing it would not)."""
-    shutdown = getattr(response, "shutdown", None)
-    try:
-        if shutdown is not None:
-            shutdown()
-        else:
-            response.close()
-    except (OSError, RuntimeError, ValueError):
-        pass  # already released or closed: nothing is blocked on it
