@@ -224,7 +224,13 @@ def _how(results: dict[str, Any]) -> list[str]:
         lines += [
             f"- Many objects: {options['first_objects']} created, all Ready, then "
             f"{options['objects'] - options['first_objects']} more; fake copies take "
-            f"{options['scale_copy_seconds']:g} s. RSS is VmRSS from /proc.",
+            f"{options['scale_copy_seconds']:g} s. RSS is VmRSS from /proc. "
+            + (
+                "The operator runs on the image's runtime environment (the Dockerfile's builder stage "
+                "replayed), so no development package is loaded."
+                if options.get("image_env")
+                else "The operator runs on the development environment (test packages installed)."
+            ),
             f"- Restart: SIGTERM to the operator, then a new process with a resync period of "
             f"{options['resync_seconds']:g} s (shortened from 600 s); its first period's calls and "
             f"writes, then {options['growth_seconds']:g} s more of resyncs with RSS sampled every "

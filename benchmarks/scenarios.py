@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,6 +42,8 @@ class Bench:
     cloud: FakeCloud
     api: client.ApiClient
     operator_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The operator's interpreter: this one, or the image's runtime environment's (what ships).
+    python: str | Path = sys.executable
 
     def window(self) -> Window:
         return Window(self, self.audit_log.mark(), self.cloud.mark(), time.time())
@@ -61,6 +64,7 @@ class Bench:
             namespace=namespace,
             transport=transport,
             settings=settings,
+            python=self.python,
         )
         self.operator_settings[label] = dict(process.settings)
         try:

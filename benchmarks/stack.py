@@ -7,6 +7,7 @@ cloud's request log, and the operator's memory and CPU time.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class Operator(OperatorChild):
         namespace: str,
         transport: str = "rest",
         settings: dict[str, str] | None = None,
+        python: str | Path = sys.executable,
     ) -> None:
         super().__init__(
             workdir,
@@ -62,6 +64,7 @@ class Operator(OperatorChild):
             settings={"NAMESPACE": namespace, "TRANSPORT": transport, **(settings or {})},
             log=workdir / f"operator-{label}.log",
             inherit_settings=False,
+            python=python,
         )
 
     def memory(self) -> dict[str, int]:

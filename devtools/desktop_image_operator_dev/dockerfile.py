@@ -257,3 +257,11 @@ class Replay:
                     out = target / Path(relative).name if into_dir else target
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(self.context / relative, out)
+
+
+def runtime_python(root: Path, *, python: str) -> Path:
+    """The image's runtime environment (/opt/venv), built under `root` by replaying the builder stage with
+    `python` standing in for the base image's: its interpreter. What the operator runs on in the image,
+    without the development packages of this checkout's environment."""
+    replay = Replay(parse((REPO / "Dockerfile").read_text()), root, python)
+    return Path(replay.build("builder")["VIRTUAL_ENV"]) / "bin" / "python"

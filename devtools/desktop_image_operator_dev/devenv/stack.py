@@ -321,7 +321,8 @@ class OperatorChild(Child):
     """`desktop-image-operator run` against a fake cloud; restartable, killable with SIGKILL.
 
     `settings` are further `run` settings by name (NAMESPACE, TRANSPORT, ...); the wiring to the fake cloud
-    comes on top; leader election is off unless they turn it on (LEADER_ELECT). They reach the operator
+    comes on top; leader election is off unless they turn it on (LEADER_ELECT). `python` is the interpreter
+    it runs on (this one, or that of the image's runtime environment). They reach the operator
     as environment variables, or as command-line options with `on_command_line`. Our own
     DESKTOP_IMAGE_OPERATOR_* variables are passed on, except those that would fight the wiring, unless
     `inherit_settings` is off; `overrides` are applied to the environment last (None removes a variable).
@@ -343,6 +344,7 @@ class OperatorChild(Child):
         on_command_line: bool = False,
         inherit_settings: bool = True,
         overrides: Mapping[str, str | None] | None = None,
+        python: str | Path = sys.executable,
     ) -> None:
         self.metrics_port = processes.free_port()
         self.health_port = processes.free_port() if health_server else 0
@@ -350,7 +352,7 @@ class OperatorChild(Child):
         wiring = operator_wiring(cloud, metrics_port=self.metrics_port, health_port=self.health_port)
         # One instance, no Lease, unless the settings ask for leader election (the high-availability tests).
         options = {"LEADER_ELECT": "false", **self.settings, **wiring}
-        argv = [sys.executable, "-m", "desktop_image_operator", "run"]
+        argv = [str(python), "-m", "desktop_image_operator", "run"]
         env = child_environment(KUBECONFIG=str(kubeconfig))
         if inherit_settings:
             for name in CONFLICTING_OPERATOR_ENV:
