@@ -87,17 +87,19 @@ class KubeHttp:
         *,
         stream: bool,
     ) -> httpx.Response:
-        for attempt in (1, 2):
+        def send() -> httpx.Response:
             request = self._client.build_request(
                 method, path, params=params, content=content, headers=self._auth(headers), timeout=timeout
             )
-            response = self._client.send(request, stream=stream)
-            if response.status_code != 401 or self._login.token is None or attempt == 2:
-                return response
+            return self._client.send(request, stream=stream)
+
+        response = send()
+        if response.status_code == 401 and self._login.token is not None:
             # A rotated ServiceAccount token or an expired exec token: read it again and try once more.
             response.close()
             self._login.token.expire()
-        raise AssertionError("unreachable")
+            response = send()
+        return response
 
     def _auth(self, headers: dict[str, str]) -> dict[str, str]:
         authorization = self._login.authorization()
