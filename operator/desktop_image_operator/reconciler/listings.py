@@ -5,6 +5,7 @@ objects are created together, each would list the same folder: instead one listi
 a short while. It stays safe because the look-up only has to see images made before this process's
 copies were recorded: an image from an earlier process is older than the first listing, and a copy of
 this process whose answer was lost drops the folder's listing (`forget`), so the next look-up lists anew.
+A listing is dropped once it is too old to serve: a folder of thousands of images is not kept for nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class FolderListings:
             if listed is not None and self._clock() - listed[0] < self._max_age:
                 return listed[1]
             images = await cloud.find_images(folder_id)
-            self._listed[key] = (self._clock(), images)
+            listed = self._listed[key] = (self._clock(), images)
+            asyncio.get_running_loop().call_later(self._max_age, self._expire, key, listed)
             return images
 
     def add(self, cloud: DesktopImageClient, image: CloudImage) -> None:
@@ -40,6 +42,15 @@ class FolderListings:
         listed = self._listed.get((_credentials_of(cloud), image.folder_id))
         if listed is not None:
             listed[1].append(image)
+
+    @property
+    def held(self) -> int:
+        """How many folders' listings are kept now."""
+        return len(self._listed)
+
+    def _expire(self, key: tuple[Hashable, str], listed: tuple[float, list[CloudImage]]) -> None:
+        if self._listed.get(key) is listed:  # not replaced or forgotten meanwhile
+            del self._listed[key]
 
     def forget(self, folder_id: str) -> None:
         """A copy into this folder may have made an image we were not told about: list anew next time."""
