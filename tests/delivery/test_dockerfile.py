@@ -346,7 +346,9 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
                 subprocess.run(["chmod", "-R", "u+w", str(path)], check=False, timeout=60)
     imported = runtime_venv.imported_modules(operator.logs())
     assert "desktop_image_operator.controller.app" in imported, "no import times on standard error"
-    assert runtime_venv.in_package(imported, "kubernetes") == []
+    # kopf tries to import the Kubernetes client (an import time is printed even for a failed import):
+    # it must find none to load.
+    assert not (runtime_venv.site_packages(venv) / "kubernetes").exists()
     text = runtime_venv.without_import_times(operator.logs())
     assert "Read-only file system" not in text, text[-4000:]
     assert "Permission denied" not in text, text[-4000:]

@@ -46,7 +46,7 @@ def test_runtime_environment_weighs_under_200_mb(venv: Path, capsys: pytest.Capt
 
 def test_every_installed_module_loads_from_bytecode(venv: Path) -> None:
     sources = list(runtime_venv.site_packages(venv).rglob("*.py"))
-    assert len(sources) > 1000
+    assert len(sources) > 500  # the whole environment was found
     probe = runtime_venv.load_each(venv / "bin" / "python", sources)
     assert probe.dont_write_bytecode
     assert probe.compiled == [], f"{len(probe.compiled)} modules without bytecode: {probe.compiled[:10]}"
