@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from desktop_image_operator.controller import kubeconfig as kubeconfig_module
-from desktop_image_operator.controller.kube import KubeApi, KubeApiError
+from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.kube_http import KubeApiError
 from desktop_image_operator.controller.kubeconfig import (
     ExecPlugin,
     KubeConfigError,

@@ -30,8 +30,6 @@ from desktop_image_operator.cloud.fencing import CallGate
 from desktop_image_operator.controller.kube_http import KubeApiError, KubeHttp, WatchStream
 from desktop_image_operator.controller.kubeconfig import Login
 
-__all__ = ["KubeApi", "KubeApiError", "KubeTimeout", "KubeUnreachable", "WatchStream"]
-
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_WORKERS = 8
 _MERGE = "application/merge-patch+json"

@@ -13,13 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from desktop_image_operator.controller.kube import (
-    KubeApi,
-    KubeApiError,
-    KubeTimeout,
-    KubeUnreachable,
-    SecretMeta,
-)
+from desktop_image_operator.controller.kube import KubeApi, KubeTimeout, KubeUnreachable, SecretMeta
+from desktop_image_operator.controller.kube_http import KubeApiError
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
 
 _Key = tuple[str, str]

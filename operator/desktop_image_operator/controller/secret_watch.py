@@ -22,14 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from desktop_image_operator.controller.kube import (
-    KubeApi,
-    KubeApiError,
-    SecretMeta,
-    SecretSnapshot,
-    WatchStream,
-    secret_snapshot,
-)
+from desktop_image_operator.controller.kube import KubeApi, SecretMeta, SecretSnapshot, secret_snapshot
+from desktop_image_operator.controller.kube_http import KubeApiError, WatchStream
 from desktop_image_operator.observability import metrics
 
 log = logging.getLogger(__name__)
