@@ -32,7 +32,8 @@ import yaml
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # The projected token is rewritten by the kubelet long before it expires; reading it this often follows it.
 TOKEN_FILE_SECONDS = 60.0
-# An exec plugin's token is asked for again this long before its expiry (or this often without one).
+# An exec plugin's token is asked for again this long before its expiry; one that states no expiry is
+# kept until the API server refuses it.
 EXEC_SLACK_SECONDS = 30.0
 EXEC_TIMEOUT_SECONDS = 60.0
 
@@ -44,7 +45,9 @@ class KubeConfigError(Exception):
 class TokenSource:
     """A bearer token that may change: `current()` is cheap, and reads again only when due."""
 
-    def __init__(self, read: Callable[[], tuple[str, float]], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, read: Callable[[], tuple[str, float]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._read = read  # returns the token and how long it may be kept
         self._clock = clock
         self._lock = threading.Lock()
@@ -261,7 +264,7 @@ def _read_token(file: Path) -> str:
 class ExecPlugin:
     """A kubeconfig's exec plugin (client.authentication.k8s.io): runs it and reads its token."""
 
-    def __init__(self, spec: Mapping[str, Any], folder: Path, clock: Callable[[], float] = time.time):
+    def __init__(self, spec: Mapping[str, Any], folder: Path, clock: Callable[[], float] = time.time) -> None:
         self._spec = spec
         self._folder = folder
         self._clock = clock
@@ -273,13 +276,10 @@ class ExecPlugin:
         return str(status["token"]), self._keep(status.get("expirationTimestamp"))
 
     def _run(self) -> dict[str, Any]:
-        env = {**os.environ, **{e["name"]: str(e["value"]) for e in self._spec.get("env") or []}}
-        info = {"apiVersion": self._spec.get("apiVersion"), "kind": "ExecCredential"}
-        env["KUBERNETES_EXEC_INFO"] = json.dumps({**info, "spec": {"interactive": False}})
         try:
             done = subprocess.run(
                 [self._command(), *map(str, self._spec.get("args") or [])],
-                env=env,
+                env=self._environment(),
                 cwd=self._folder,
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
@@ -292,8 +292,21 @@ class ExecPlugin:
         if done.returncode != 0:
             # Its standard error is the user's to read in a terminal; it may carry secrets, so not here.
             raise KubeConfigError(f"The exec plugin {self._command()!r} exited with {done.returncode}.")
+        return self._credential(done.stdout)
+
+    def _environment(self) -> dict[str, str]:
+        """Ours, the kubeconfig's `env` entries, and the ExecCredential request (never interactive)."""
+        entries = [e for e in self._spec.get("env") or [] if isinstance(e, dict) and "name" in e]
+        info = {"apiVersion": self._spec.get("apiVersion"), "kind": "ExecCredential"}
+        return {
+            **os.environ,
+            **{str(e["name"]): str(e.get("value", "")) for e in entries},
+            "KUBERNETES_EXEC_INFO": json.dumps({**info, "spec": {"interactive": False}}),
+        }
+
+    def _credential(self, printed: bytes) -> dict[str, Any]:
         try:
-            parsed = json.loads(done.stdout)
+            parsed = json.loads(printed)
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
