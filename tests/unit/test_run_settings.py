@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -122,6 +123,17 @@ def test_a_bad_option_is_named_with_its_variable_and_its_value_is_not_repeated(
     assert "--transport (DESKTOP_IMAGE_OPERATOR_TRANSPORT): Input should be 'rest' or 'grpc'" in output
     assert "--kube-workers (DESKTOP_IMAGE_OPERATOR_KUBE_WORKERS): Input should be greater than" in output
     assert "carrier-pigeon" not in output
+
+
+def test_without_a_pod_or_a_kubeconfig_run_says_where_it_looked_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent.kubeconfig"))
+    code, output = run_main(["--metrics-port", "0", "--health-port", "0"], capsys)
+    assert code == 2
+    assert f"no kubeconfig at {tmp_path / 'absent.kubeconfig'}" in output
+    assert "Traceback" not in output
 
 
 def test_a_message_that_echoes_the_iam_token_is_masked() -> None:

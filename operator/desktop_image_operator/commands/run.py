@@ -226,6 +226,7 @@ def main(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from desktop_image_operator.controller.app import run_operator
+    from desktop_image_operator.controller.kubeconfig import KubeConfigError
     from desktop_image_operator.controller.settings import RunSettings
 
     values = settings_values(args, dict(os.environ))
@@ -237,5 +238,9 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(run_operator(settings))
+    try:
+        asyncio.run(run_operator(settings))
+    except KubeConfigError as error:  # nowhere to log in: say why, without a traceback
+        print(f"desktop-image-operator run: {error}", file=sys.stderr)
+        return 2
     return 0
