@@ -17,8 +17,8 @@
 # "Digest" (the multi-platform index, so the pin holds on amd64 and arm64 alike).
 #
 # The image runs as the unprivileged user 65532 and writes nothing at run time, so it works with a
-# read-only root filesystem; the Helm chart mounts a small emptyDir at /tmp for the Kubernetes client,
-# which writes certificates from a kubeconfig there (the in-cluster configuration needs no such file).
+# read-only root filesystem; the Helm chart mounts a small emptyDir at /tmp, where logging in with a
+# kubeconfig's certificate data writes the certificate for a moment (the ServiceAccount needs no such file).
 #
 # tests/delivery/test_dockerfile.py lints this file with hadolint and replays the builder's RUN steps
 # outside a container; keep the install steps in RUN instructions of the builder stage.

@@ -64,7 +64,7 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
     try:
         cloud = open_cloud(settings.cloud, gate=fence, observe_request=metrics.observe_cloud_request)
         async with cloud as session:
-            # The credentials stop their Secret watches before the Kubernetes client closes.
+            # The credentials stop their Secret watches before the Kubernetes calls' client closes.
             with contextlib.closing(Credentials(session, kube, settings)) as credentials:
                 controller = Controller(
                     settings=settings,

@@ -1,7 +1,7 @@
 """HTTP to the API server for the operator's own calls: JSON in and out, errors as one exception type.
 
 A thin layer over httpx's synchronous client: the few calls the operator makes need no generated models,
-and the official client's would cost some 15 MB of memory for classes never used. Calls run in the
+and the official client's would cost some 35 MB of memory for classes never used. Calls run in the
 caller's threads (see `kube.KubeApi`), over a connection pool as large as the thread pool. A connection
 that could not be made is tried once more; nothing else is retried here, so a slow API server costs one
 timeout and the caller's schedule decides when to ask again.
