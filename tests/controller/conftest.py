@@ -1,13 +1,40 @@
-"""Fixtures shared by the controller's tests against the real API server."""
+"""Fixtures shared by the controller's tests: a serving controller without a cloud, and the operator's
+Kubernetes client against the real API server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from desktop_image_operator.controller.controller import Controller
+from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.reconciler.reconciler import Reconciler
 from tests.support.counting_kube import CountingKube, counting_kube
+
+
+class NoSecrets:
+    """Credentials with no Secret kept: what a term of service starts from."""
+
+    def clear(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
+    # Only the bookkeeping around reconciles is exercised: no cloud, API server or Secrets are needed,
+    # and no test lets an object fall due (so the scheduler never runs one).
+    reconciler = Reconciler()
+    controller = Controller(
+        settings=RunSettings(resync_seconds=3600.0),
+        reconciler=reconciler,
+        credentials=NoSecrets(),  # type: ignore[arg-type]
+        kube=None,  # type: ignore[arg-type]
+        guard=None,  # type: ignore[arg-type]
+    )
+    async with controller.serving():
+        yield controller, reconciler
 
 
 @pytest.fixture

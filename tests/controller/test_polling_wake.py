@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from desktop_image_operator.controller.controller import Controller
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.reconciler.annotations import FINALIZER
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result
 
 
@@ -16,30 +13,8 @@ def body_of(uid: str) -> dict[str, Any]:
     # Ready at its generation, nothing running: its first look is spread over the hour-long resync.
     ready = {"type": "Ready", "status": "True", "observedGeneration": 1}
     status = {"observedGeneration": 1, "conditions": [ready]}
-    return {"metadata": {"uid": uid, "name": uid, "namespace": "ns", "generation": 1}, "status": status}
-
-
-class NoSecrets:
-    """Credentials with no Secret kept: what a term of service starts from."""
-
-    def clear(self) -> None:
-        return None
-
-
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
-    # Only the bookkeeping after a reconcile is exercised: no cloud, API server or Secrets are needed,
-    # and no object is due within the test (so the scheduler never runs one).
-    reconciler = Reconciler()
-    controller = Controller(
-        settings=RunSettings(resync_seconds=3600.0),
-        reconciler=reconciler,
-        credentials=NoSecrets(),  # type: ignore[arg-type]
-        kube=None,  # type: ignore[arg-type]
-        guard=None,  # type: ignore[arg-type]
-    )
-    async with controller.serving():
-        yield controller, reconciler
+    metadata = {"uid": uid, "name": uid, "namespace": "ns", "generation": 1, "finalizers": [FINALIZER]}
+    return {"metadata": metadata, "status": status}
 
 
 def finish(controller: Controller, uid: str, outcome: Outcome) -> None:

@@ -37,7 +37,7 @@ from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import reconcile_scope
 from desktop_image_operator.reconciler import conditions as c
-from desktop_image_operator.reconciler.annotations import PREFIX
+from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
 from desktop_image_operator.reconciler.resource import InvalidObject, Resource
@@ -343,6 +343,11 @@ class Controller:
         if _deleting(current):
             self._unschedule(uid)  # kopf's deletion handler takes over
             return
+        if not _finalized(current):
+            # kopf adds the finalizer first, and its event brings the object back here. No copy starts
+            # before a deletion is sure to wait for its cleanup, and no status write races kopf's patch
+            # (which is conditional on the version it read, so a race would cost it a refused write).
+            return
         intent = _intent(current)
         if state.intent is None:
             state.intent = intent
@@ -422,6 +427,10 @@ def _scope(body: Mapping[str, Any]) -> contextlib.AbstractContextManager[object]
 
 def _deleting(body: Mapping[str, Any]) -> bool:
     return bool(body.get("metadata", {}).get("deletionTimestamp"))
+
+
+def _finalized(body: Mapping[str, Any]) -> bool:
+    return FINALIZER in (body.get("metadata", {}).get("finalizers") or ())
 
 
 def _intent(body: Mapping[str, Any]) -> tuple[int, bytes]:
