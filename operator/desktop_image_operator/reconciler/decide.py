@@ -32,7 +32,7 @@ from desktop_image_operator.reconciler.desired import DesiredImage
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.observation import Observation, OperationView
 from desktop_image_operator.reconciler.outcome import Outcome, Result
-from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, claim
+from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, claim, is_ours
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.run import Run
 
@@ -162,7 +162,7 @@ class Decide:
         assert self.seen.folder_id is not None
         self.run.stage = "observe"
         images = await self.cloud.find_images(self.seen.folder_id, self.resource.image_name)
-        if any(claim(image.labels, self.run.me)[0] in (Claim.OURS, Claim.PREVIOUS) for image in images):
+        if any(is_ours(image.labels, self.run.me) for image in images):
             self.listings.forget(self.seen.folder_id)  # our copy, missing from the listing: list anew
             return await self.run.waiting(
                 r.COPYING, "Found this object's own copy under its name; adopting it."
@@ -214,7 +214,7 @@ class Decide:
         image = self.seen.image
         if image is None:
             return Outcome(Result.DELETED, r.DELETING)
-        if claim(image.labels, self.run.me)[0] not in (Claim.OURS, Claim.PREVIOUS):
+        if not is_ours(image.labels, self.run.me):
             # Named by spec.source.imageId but never taken over (another object's, say): not ours to delete.
             message = f"Cloud image {image.id} is not deleted: this object never took it over."
             self.run.events.normal("ImageRetained", message)

@@ -13,7 +13,7 @@ from desktop_image_operator.api import OperationRecord
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.types import CloudImage, DesktopImageClient, ImageStatus
 from desktop_image_operator.reconciler.listings import FolderListings
-from desktop_image_operator.reconciler.ownership import Claim, Owner, claim
+from desktop_image_operator.reconciler.ownership import Owner, is_ours
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 
@@ -117,9 +117,9 @@ async def _look_up(
     folder_id = await _folder(resource, cloud)
     if folder_id is None:
         return Observation(operation=operation, source_missing=True)
-    images = await listings.images(cloud, folder_id)
-    ours = [image for image in images if _is_ours(image, me)]
-    stranger = next((i for i in images if i.name == resource.image_name and not _is_ours(i, me)), None)
+    listing = await listings.listing(cloud, folder_id)
+    ours = listing.owned_by(me)
+    stranger = next((i for i in listing.named(resource.image_name) if not is_ours(i.labels, me)), None)
     return Observation(
         operation=operation,
         image=_best(ours),
@@ -127,11 +127,6 @@ async def _look_up(
         folder_id=folder_id,
         name_taken_by=stranger,
     )
-
-
-def _is_ours(image: CloudImage, me: Owner) -> bool:
-    # Stamped for this object, or for an earlier object of our namespace and name (which cannot exist now).
-    return claim(image.labels, me)[0] in (Claim.OURS, Claim.PREVIOUS)
 
 
 def _best(images: list[CloudImage]) -> CloudImage | None:

@@ -107,6 +107,11 @@ def claim(labels: Mapping[str, str], me: Owner) -> tuple[Claim, Owner | None]:
     return Claim.OTHER_OBJECT, owner
 
 
+def is_ours(labels: Mapping[str, str], me: Owner) -> bool:
+    """Stamped for this object, or for an earlier object of our namespace and name (gone by now)."""
+    return claim(labels, me)[0] in (Claim.OURS, Claim.PREVIOUS)
+
+
 class Owners(Protocol):
     """Whether an owning object still exists in this cluster (the controller asks the API server)."""
 
