@@ -1,4 +1,9 @@
-"""Service-account authorized keys (`yc iam key create` JSON) and the PS256 JWT that IAM exchanges."""
+"""Service-account authorized keys (`yc iam key create` JSON) and the PS256 JWT that IAM exchanges.
+
+The JWT and cryptography libraries are imported when a key is first loaded, not with this module: they
+cost about 9 MB of resident memory, which an operator that gets its tokens from the metadata service or
+as static tokens never needs.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING
 
 from desktop_image_operator.cloud.errors import Code, CredentialsError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 IAM_TOKEN_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 # IAM refuses a JWT living longer than an hour; it is exchanged at once, so this is only a ceiling.
@@ -35,6 +39,10 @@ class AuthorizedKey:
         return hashlib.sha256(self.private_key_pem.encode()).hexdigest()
 
     def load_private_key(self) -> rsa.RSAPrivateKey:
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         try:
             key = serialization.load_pem_private_key(self.private_key_pem.encode(), password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -104,6 +112,8 @@ def make_jwt(
     lifetime: int = JWT_LIFETIME_SECONDS,
 ) -> str:
     """The signed PS256 JWT IAM exchanges for a token (PSS salt length = hash length, as IAM requires)."""
+    import jwt
+
     issued_at = int(now)
     claims = {
         "iss": key.service_account_id,
