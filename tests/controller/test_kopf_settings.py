@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import kopf
+from pathlib import Path
 
-from desktop_image_operator.controller.handlers import LIST_PAGE_SIZE, NoDiffBase, configure_kopf
+import kopf
+import pytest
+
+from desktop_image_operator.controller.handlers import (
+    LIST_PAGE_SIZE,
+    SPARE_CONNECTIONS,
+    NoDiffBase,
+    configure_kopf,
+    connection_limit,
+    kopf_session,
+)
+from desktop_image_operator.controller.kubeconfig import kubeconfig_login
 from desktop_image_operator.reconciler.annotations import FINALIZER
 
 
@@ -29,3 +40,25 @@ def test_kopf_keeps_no_last_handled_copy_and_uses_the_operators_finalizer() -> N
 
 def test_kopf_workers_of_quiet_objects_end_within_a_second() -> None:
     assert configured().queueing.idle_timeout <= 1.0
+
+
+def test_kopf_connections_are_bounded_with_room_for_every_watch() -> None:
+    cluster_wide, two_namespaces = connection_limit([]), connection_limit(["team-a", "team-b"])
+    assert SPARE_CONNECTIONS + 1 < cluster_wide < two_namespaces
+    assert connection_limit([f"team-{n}" for n in range(50)]) > 50 + SPARE_CONNECTIONS
+
+
+def test_kopf_connections_are_unbounded_when_namespace_patterns_leave_the_watches_unknown() -> None:
+    assert connection_limit(["team-a", "team-*"]) == 0  # aiohttp's "no limit"
+
+
+@pytest.mark.controlplane
+@pytest.mark.timeout(60)
+async def test_kopfs_session_logs_in_as_the_operator_with_a_bounded_pool(kubeconfig: Path) -> None:
+    context = kopf_session(kubeconfig_login(kubeconfig), ["team-a"])
+    async with context.aiohttp_session as session:
+        assert session.connector is not None
+        assert session.connector.limit == connection_limit(["team-a"])
+        async with session.get(f"{context.server}/api/v1/namespaces/kube-system") as response:
+            assert response.status == 200
+            assert (await response.json())["metadata"]["name"] == "kube-system"

@@ -14,7 +14,7 @@ import gc
 import logging
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import kopf
@@ -115,7 +115,7 @@ async def _run_alone(
     metrics.LEADER.set(1)
     async with controller.serving():
         await kopf.operator(
-            registry=registry_for(controller, identity, login),
+            registry=registry_for(controller, identity, login, settings.namespaces),
             standalone=True,  # no kopf peering: the Lease (or running alone) decides who acts
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
@@ -167,7 +167,9 @@ class Replica:
         try:
             async with self._controller.serving():
                 await kopf.operator(
-                    registry=registry_for(self._controller, self.identity, self._login),
+                    registry=registry_for(
+                        self._controller, self.identity, self._login, self._settings.namespaces
+                    ),
                     standalone=True,
                     clusterwide=not self._settings.namespaces,
                     namespaces=list(self._settings.namespaces),
@@ -237,9 +239,11 @@ class Replica:
         return {"instance": self.identity, "leader": self._election.leading}
 
 
-def registry_for(controller: Controller, identity: str, login: Login) -> kopf.OperatorRegistry:
+def registry_for(
+    controller: Controller, identity: str, login: Login, namespaces: Sequence[str]
+) -> kopf.OperatorRegistry:
     """The handlers, plus a startup handler that signs every event with this instance's identity."""
-    registry = build_registry(controller, login)
+    registry = build_registry(controller, login, namespaces)
 
     @kopf.on.startup(id="instance", registry=registry)
     def name_instance(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -12,8 +12,10 @@ these and tests can build a fresh operator per run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import kopf
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
@@ -24,9 +26,16 @@ from desktop_image_operator.reconciler.reconciler import Result
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 LIST_PAGE_SIZE = 200
+# kopf's connections to the API server beyond its watches (which hold one each): for finalizer patches
+# and events, of which a burst of new objects brings hundreds at once. kopf's own session has no bound;
+# a burst of 4,000 new objects held about 85 more connections than when quiet, each with its TLS buffers
+# (some 200 KB), and they only queued at the API server anyway.
+SPARE_CONNECTIONS = 16
+# kopf's watches besides those of DesktopImages: the CRD scan, and the namespace scan for patterns.
+_KOPF_SCANS = 2
 
 
-def build_registry(controller: Controller, login: Login) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, login: Login, namespaces: Sequence[str]) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(id="configure", registry=registry)
@@ -34,8 +43,8 @@ def build_registry(controller: Controller, login: Login) -> kopf.OperatorRegistr
         configure_kopf(settings)
 
     @kopf.on.login(id="login", registry=registry)
-    def log_in(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(login)
+    async def log_in(**_: Any) -> kopf.AiohttpSession:
+        return kopf_session(login, namespaces)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def deleted(body: kopf.Body, **_: Any) -> None:
@@ -84,6 +93,27 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # long; our handlers only note the event, so a short wait bounds what a burst of new objects holds.
     settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60
+
+
+def kopf_session(login: Login, namespaces: Sequence[str]) -> kopf.AiohttpSession:
+    """kopf's HTTP session, logged in as the operator, with a bounded number of connections. kopf closes
+    it and asks again when the API server refuses its token."""
+    info = connection_info(login)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session, server=info.server, default_namespace=info.default_namespace
+    )
+
+
+def connection_limit(namespaces: Sequence[str]) -> int:
+    """Room for every watch kopf keeps plus the spare ones; 0 (no bound) when namespace patterns make
+    the number of watches unknown, since a watch waiting for a connection would never start."""
+    if any(set(namespace) & set("*?[]!") for namespace in namespaces):
+        return 0
+    return max(1, len(namespaces)) + _KOPF_SCANS + SPARE_CONNECTIONS
 
 
 def connection_info(login: Login) -> kopf.ConnectionInfo:
