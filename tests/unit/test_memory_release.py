@@ -68,3 +68,34 @@ async def test_the_release_loop_frees_cycles_without_being_asked() -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def cycle_freed_within(seconds: float, *, growth: int) -> bool:
+    """Whether the release loop (an hour's period, checks every 10 ms) collects a garbage cycle within
+    `seconds` while resident memory grows by 48 MB."""
+    with no_automatic_collection():
+        task = asyncio.create_task(memory.keep_releasing(3600, growth=growth, check_every=0.01))
+        try:
+            await asyncio.sleep(0.05)  # the loop has started and read where resident memory stands
+            cycle = garbage_cycle()
+            ballast = bytearray(48 << 20)  # zero-filled, so resident at once
+            for _ in range(int(seconds / 0.01)):
+                if cycle() is None:
+                    break
+                await asyncio.sleep(0.01)
+            del ballast
+            return cycle() is None
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.mark.skipif(memory.resident_bytes() is None, reason="needs /proc")
+async def test_resident_memory_grown_by_a_step_brings_the_next_release_forward() -> None:
+    assert await cycle_freed_within(2.0, growth=16 << 20)
+
+
+@pytest.mark.skipif(memory.resident_bytes() is None, reason="needs /proc")
+async def test_growth_below_the_step_waits_for_the_period() -> None:
+    assert not await cycle_freed_within(0.3, growth=1 << 30)
