@@ -25,7 +25,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 30.0
-# A release costs about 20 ms with 5,000 objects; this much growth between two is worth one.
+# A release costs about 30 ms with 5,000 objects; this much growth between two is worth one.
 DEFAULT_GROWTH_BYTES = 8 << 20
 DEFAULT_CHECK_SECONDS = 1.0
 
