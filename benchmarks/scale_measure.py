@@ -341,11 +341,6 @@ def first_period(
     return {
         "cloudCalls": tally_calls(inside),
         "getsPerObject": round(gets / count, 3),
-        "getsPerObjectFirst90Percent": round(
-            sum(1 for e in inside if e["method"] == GET_METHOD and wall(e["time"]) < started + 0.9 * resync)
-            / count,
-            3,
-        ),
         "writesByNewProcess": dict(Counter(w.key for w in new if not w.is_event)),
         "statusWritesByNewProcess": sum(1 for w in new if w.resource == STATUS),
         "eventsByNewProcess": sum(1 for w in new if w.is_event),

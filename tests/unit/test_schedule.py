@@ -1,4 +1,5 @@
-"""When the operator looks at an object again: never a hot loop, never later than the resync period."""
+"""When the operator looks at an object again: never a hot loop; a Ready object once per resync period, a
+little later at random, never sooner."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ SETTINGS = RunSettings(resync_seconds=600, retry_base_seconds=5, retry_cap_secon
 @pytest.mark.parametrize("seed", range(20))
 def test_ready_objects_resync_with_jitter(seed: int) -> None:
     delay = next_delay(Result.READY, 0, SETTINGS, random.Random(seed))
-    assert 540 <= delay <= 660
+    assert 600 <= delay <= 660
+
+
+def test_objects_first_looked_at_anywhere_in_a_period_are_not_read_again_within_it() -> None:
+    # After a restart each Ready object's first look falls at random within the first period.
+    rng = random.Random(7)
+    for _ in range(10_000):
+        first = rng.uniform(0, SETTINGS.resync_seconds)
+        second = first + next_delay(Result.READY, 0, SETTINGS, rng)
+        assert second >= SETTINGS.resync_seconds
 
 
 def test_transient_failures_back_off_exponentially_up_to_the_cap() -> None:

@@ -23,8 +23,9 @@ def next_delay(
     """
     if requeue_after is not None:
         return max(0.05, requeue_after) * (1 + rng.uniform(0, settings.resync_jitter))
-    jitter = settings.resync_jitter
-    resync = settings.resync_seconds * (1 + rng.uniform(-jitter, jitter))
+    # Jitter only lengthens the period: objects first looked at anywhere in a period (after a restart,
+    # or created together) are never read twice within one, however early their first look fell.
+    resync = settings.resync_seconds * (1 + rng.uniform(0, settings.resync_jitter))
     if result is Result.TRANSIENT_ERROR:
         backoff = Backoff(
             base=settings.retry_base_seconds, cap=max(settings.retry_cap_seconds, settings.retry_base_seconds)

@@ -26,7 +26,13 @@ class RunSettings(BaseModel):
         600.0, gt=0, description="How often a Ready object is checked against the cloud."
     )
     resync_jitter: float = Field(
-        0.1, ge=0, lt=1, description="Random spread of the resync period (a fraction)."
+        0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "Random lengthening of each resync period (a fraction): a Ready object is checked again "
+            "after the period and at most this much more, never sooner."
+        ),
     )
     retry_base_seconds: float = Field(5.0, gt=0, description="First delay after a transient failure.")
     retry_cap_seconds: float = Field(300.0, gt=0, description="Longest delay after transient failures.")
