@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from desktop_image_operator.controller import kubeconfig as kubeconfig_module
+from desktop_image_operator.controller.handlers import kopf_session
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.kube_http import KubeApiError
 from desktop_image_operator.controller.kubeconfig import (
@@ -588,12 +589,8 @@ async def status_of(call: Awaitable[object]) -> int:
     return 200
 
 
-@pytest.mark.controlplane
-@pytest.mark.timeout(90)
-async def test_a_service_account_login_is_refused_once_its_token_is_garbage_and_accepted_again_once_fixed(
-    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
-) -> None:
-    token = reader_token(kubectl, namespace)
+def pod_login(control_plane: ControlPlane, tmp_path: Path, token: str, namespace: str) -> tuple[Path, Login]:
+    """The in-pod login to the control plane, from a ServiceAccount folder holding `token`."""
     folder = service_account_folder(tmp_path / "serviceaccount", token, namespace)
     shutil.copyfile(control_plane.ca_file, folder / "ca.crt")
     port = str(urlsplit(control_plane.server).port)
@@ -601,6 +598,16 @@ async def test_a_service_account_login_is_refused_once_its_token_is_garbage_and_
         folder, {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port}
     )
     assert login is not None
+    return folder, login
+
+
+@pytest.mark.controlplane
+@pytest.mark.timeout(90)
+async def test_a_service_account_login_is_refused_once_its_token_is_garbage_and_accepted_again_once_fixed(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    token = reader_token(kubectl, namespace)
+    folder, login = pod_login(control_plane, tmp_path, token, namespace)
     assert login.token is not None
 
     with opened(login) as kube:
@@ -614,6 +621,29 @@ async def test_a_service_account_login_is_refused_once_its_token_is_garbage_and_
         # The garbage is now kept for a minute: only the 401 makes the next call read the file again.
         (folder / "token").write_text(token)
         assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
+
+
+@pytest.mark.controlplane
+@pytest.mark.timeout(90)
+async def test_kopf_logging_in_again_after_a_refusal_gets_a_session_with_the_token_read_afresh(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    token = reader_token(kubectl, namespace)
+    folder, login = pod_login(control_plane, tmp_path, "not-a-token", namespace)
+    secret = f"/api/v1/namespaces/{namespace}/secrets/{READABLE}"
+
+    assert await kopf_status(login, secret) == 401
+    # The token is rotated; kopf, refused, calls the login handler again: the new session must not carry
+    # the token the operator's cache would otherwise keep for another minute.
+    (folder / "token").write_text(token)
+    assert await kopf_status(login, secret) == 200
+
+
+async def kopf_status(login: Login, path: str) -> int:
+    """The status of a GET through a session made as kopf's login handler makes it."""
+    context = kopf_session(login, [])
+    async with context.aiohttp_session as session, session.get(context.server + path) as response:
+        return response.status
 
 
 @pytest.mark.controlplane
