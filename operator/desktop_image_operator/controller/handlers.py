@@ -96,15 +96,20 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def kopf_session(login: Login, namespaces: Sequence[str]) -> kopf.AiohttpSession:
-    """kopf's HTTP session, logged in as the operator, with a bounded number of connections. kopf closes
-    it and asks again when the API server refuses its token."""
-    info = connection_info(login)
+    """kopf's HTTP session, logged in as the operator's own calls are, with a bounded number of connections.
+
+    kopf closes it and asks again when the API server refuses its token, so the token is read afresh here
+    (a rotated ServiceAccount token, a new one from an exec plugin).
+    """
+    if login.token is not None:
+        login.token.expire()
+    authorization = login.authorization()
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=info.as_ssl_context()),
-        headers=info.as_http_headers(),
+        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=login.ssl_context()),
+        headers={"Authorization": authorization} if authorization else None,
     )
     return kopf.AiohttpSession(
-        aiohttp_session=session, server=info.server, default_namespace=info.default_namespace
+        aiohttp_session=session, server=login.server, default_namespace=login.namespace
     )
 
 
@@ -114,27 +119,3 @@ def connection_limit(namespaces: Sequence[str]) -> int:
     if any(set(namespace) & set("*?[]!") for namespace in namespaces):
         return 0
     return max(1, len(namespaces)) + _KOPF_SCANS + SPARE_CONNECTIONS
-
-
-def connection_info(login: Login) -> kopf.ConnectionInfo:
-    """kopf's side of the operator's login. kopf asks again when the API server refuses its token, so
-    the token is read afresh here (a rotated ServiceAccount token, a new one from an exec plugin)."""
-    token = None
-    if login.token is not None:
-        login.token.expire()
-        token = login.token.current()
-    return kopf.ConnectionInfo(
-        server=login.server,
-        ca_path=login.ca_file,
-        ca_data=login.ca_data,
-        insecure=login.insecure,
-        scheme="Bearer" if token else None,
-        token=token,
-        certificate_path=login.cert_file,
-        certificate_data=login.cert_data,
-        private_key_path=login.key_file,
-        private_key_data=login.key_data,
-        username=login.username,
-        password=login.password,
-        default_namespace=login.namespace,
-    )
