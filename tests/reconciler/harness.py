@@ -7,6 +7,7 @@ test advances; the reconciler reads the same clock.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,12 +50,20 @@ class Recorder:
         self.patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.crash_on_write = False
+        self._crash_when_running = False
+
+    def crash_once_a_copy_is_accepted(self) -> None:
+        """Die at the write that records an accepted operation (the Sent record before it was written)."""
+        self._crash_when_running = True
 
     async def __call__(self, patch: dict[str, Any]) -> None:
         if self.crash_on_write:
             self.crash_on_write = False
             raise Crash
-        self.patches.append(patch)
+        if self._crash_when_running and (patch["status"].get("operation") or {}).get("phase") == "Running":
+            self._crash_when_running = False
+            raise Crash
+        self.patches.append(copy.deepcopy(patch))  # the merge below shares its dicts with the body
         _merge(self.body.setdefault("status", {}), patch["status"])
 
     def normal(self, reason: str, message: str) -> None:
@@ -119,8 +128,7 @@ class Stand:
         self.admin = admin
         self.owners = KnownOwners()
         self.restart()
-        self.body = manifest()
-        self.recorder = Recorder(self.body)
+        self.use(manifest())
 
     def restart(self) -> None:
         """A new operator process: what the reconciler learned or cached in memory is gone."""
@@ -129,6 +137,9 @@ class Stand:
         )
 
     def use(self, body: dict[str, Any]) -> Recorder:
+        """Reconcile this object from now on; one without a creation time is created now."""
+        created = self.clock.datetime().isoformat().replace("+00:00", "Z")
+        body["metadata"].setdefault("creationTimestamp", created)
         self.body = body
         self.recorder = Recorder(body)
         return self.recorder

@@ -10,6 +10,7 @@ import pytest
 
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
 from desktop_image_operator.reconciler import reasons as r
+from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER
 from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator.reconciler.reconciler import Result
 from tests.reconciler.harness import CLUSTER_ID, OTHER_UID, UID, Stand, condition, manifest, ready, stand
@@ -137,7 +138,13 @@ async def test_our_name_held_by_another_cluster_s_image_says_how_to_adopt_it(s: 
     assert f"spec.source.imageId: {image_id}" in message
     assert await mutating_calls(s) == ["DesktopImageService.Copy"]
 
-    s.use(adopting(image_id))  # done as the message says: adopted, not copied
+    assert ADOPT_FROM_OTHER_CLUSTER in message
+    s.use(adopting(image_id))  # without the annotation, another cluster's image is not taken
+    assert (await s.reconcile()).reason == r.ADOPTION_CONFLICT
+    assert ADOPT_FROM_OTHER_CLUSTER in condition(s.body, "Ready")["message"]
+    body = adopting(image_id)  # done as the message says: adopted, not copied
+    body["metadata"]["annotations"] = {ADOPT_FROM_OTHER_CLUSTER: "true"}
+    s.use(body)
     assert (await s.settle()).result is Result.READY
     assert (await s.calls())["DesktopImageService.CopyFromDesktop"] == 0
 

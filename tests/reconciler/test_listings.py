@@ -4,6 +4,7 @@ finds for an object is what the ownership rules say is the object's (pure)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,8 +49,8 @@ async def test_an_old_listings_expiry_leaves_the_listing_that_replaced_it(s: Sta
     listings = FolderListings(max_age_seconds=1.0)
     await listings.listing(s.cloud, FOLDER)  # expires at about 1.0 s
     await asyncio.sleep(0.5)
-    listings.forget(FOLDER)
-    await listings.listing(s.cloud, FOLDER)  # a newer listing, expiring at about 1.5 s
+    # A look-up that needs a listing from now on: a newer listing, expiring at about 1.5 s.
+    await listings.listing(s.cloud, FOLDER, not_before=datetime.now(UTC))
     await asyncio.sleep(0.7)  # the first one's expiry has run by now
     assert listings.held == 1, "the first listing's expiry removed its successor"
 
@@ -106,10 +107,10 @@ def test_an_image_added_after_the_listing_is_found_by_owner_and_by_name() -> Non
     assert "e3v-mine" in ids(listing.named("golden"))
 
 
-async def test_an_image_this_process_made_joins_the_shared_listing(s: Stand) -> None:
-    listings = FolderListings(max_age_seconds=60)
-    await listings.listing(s.cloud, FOLDER)
-    made = image("e3v-just-made", "golden", labels=ME.labels(), folder_id=FOLDER)
-    listings.add(s.cloud, made)
-    assert ids((await listings.listing(s.cloud, FOLDER)).owned_by(ME)) == ["e3v-just-made"]
-    assert (await s.calls())["DesktopImageService.List"] == 1
+async def test_a_listing_begun_before_an_object_existed_does_not_serve_its_look_up(s: Stand) -> None:
+    listings = FolderListings(max_age_seconds=MAX_AGE)
+    first = await listings.listing(s.cloud, FOLDER)
+    assert await listings.listing(s.cloud, FOLDER, not_before=first.listed_at) is first
+    later = await listings.listing(s.cloud, FOLDER, not_before=datetime.now(UTC))
+    assert later is not first
+    assert (await s.calls())["DesktopImageService.List"] == 2

@@ -64,7 +64,7 @@ async def ready_image(s: Stand, **spec: Any) -> dict[str, Any]:
 # --- copy --------------------------------------------------------------------------------------------------
 
 
-async def test_a_new_object_starts_one_copy_and_records_it_without_waiting(s: Stand) -> None:
+async def test_a_new_object_records_its_copy_as_sent_then_running_without_waiting(s: Stand) -> None:
     s.use(manifest(labels={"team": "a"}, description="base image"))
     outcome = await s.reconcile()
 
@@ -72,13 +72,13 @@ async def test_a_new_object_starts_one_copy_and_records_it_without_waiting(s: St
     assert outcome.requeue_after == 1.0
     [copy] = await s.requests("CopyFromDesktop")
     assert copy["idempotencyKey"] == naming.copy_key(UID)
-    assert len(s.recorder.patches) == 1
+    sent, running = s.recorder.patches
+    assert sent["status"]["operation"]["phase"] == "Sent"  # written before the request went out
     status = s.body["status"]
     assert status["operation"]["kind"] == "Copy"
     assert status["operation"]["phase"] == "Running"
     assert status["operation"]["id"] == status["operationId"] == copy["operationId"]
-    assert status["imageId"]
-    assert status["folderId"] == seeds.FOLDER_ID  # the desktop's folder
+    assert "imageId" not in status  # only a read of the image confirms it
     assert ready(s.body) == ("False", r.COPYING)
     assert s.recorder.reasons() == ["CopyStarted"]
     [image] = await s.images()
@@ -99,7 +99,7 @@ async def test_polls_of_a_running_copy_write_nothing_and_slow_down_with_its_age(
         s.clock.advance(2.0)
         outcome = await s.reconcile()
         delays.append(outcome.requeue_after)
-    assert len(s.recorder.patches) == 1
+    assert len(s.recorder.patches) == 2  # Sent, then Running: the polls write nothing
     assert delays == [2.0, 4.0, 6.0]  # as long as the copy has run so far
     assert (await s.calls())["OperationService.Get"] == 3
 
@@ -120,7 +120,7 @@ async def test_a_finished_copy_is_ready_only_from_a_fresh_read_of_the_image(s: S
     assert status["observedGeneration"] == 1
     assert ready(s.body) == ("True", r.AVAILABLE)
     assert s.recorder.reasons() == ["CopyStarted", "ImageReady"]
-    assert len(s.recorder.patches) == 2
+    assert len(s.recorder.patches) == 3  # Sent, Running, Ready
 
 
 async def test_a_compute_image_source_needs_no_desktop_look_up(s: Stand) -> None:
@@ -150,11 +150,11 @@ async def test_a_copy_whose_record_was_lost_in_a_crash_is_found_by_its_label_not
     s: Stand, honor: bool
 ) -> None:
     await s.config(honorIdempotency=honor)
-    s.recorder.crash_on_write = True
+    s.recorder.crash_once_a_copy_is_accepted()
     with pytest.raises(Crash):
         await s.reconcile()
     s.restart()  # a new process: nothing in memory survives
-    assert "status" not in s.body
+    assert s.body["status"]["operation"]["phase"] == "Sent"  # the answer is unknown; the key is kept
 
     outcome = await s.settle()
     assert outcome.result is Result.READY
@@ -168,7 +168,7 @@ async def test_a_rename_after_an_unrecorded_copy_ends_with_one_image_of_the_new_
     s: Stand, honor: bool
 ) -> None:
     await s.config(honorIdempotency=honor)
-    s.recorder.crash_on_write = True
+    s.recorder.crash_once_a_copy_is_accepted()
     with pytest.raises(Crash):
         await s.reconcile()
     s.restart()  # a new process: nothing in memory survives
@@ -206,14 +206,19 @@ async def test_a_stranger_holding_our_name_is_a_conflict_and_is_left_alone(s: St
 
 async def test_a_name_taken_by_a_copy_the_index_does_not_list_yet_is_awaited_not_a_conflict(s: Stand) -> None:
     await s.config(honorIdempotency=False, listLagSeconds=30)
-    s.recorder.crash_on_write = True
+    s.recorder.crash_once_a_copy_is_accepted()
     with pytest.raises(Crash):
         await s.reconcile()
     s.restart()  # a new process: nothing in memory survives
 
     outcome = await s.reconcile()  # List shows nothing; the copy meets ALREADY_EXISTS
-    assert outcome.result is Result.PROGRESSING
-    assert ready(s.body) == ("False", r.COPYING)
+    # Retried on the controller's backoff for a transient reason, not every poll.
+    assert (outcome.result, outcome.reason, outcome.requeue_after) == (
+        Result.TRANSIENT_ERROR,
+        r.NAME_PENDING,
+        None,
+    )
+    assert ready(s.body) == ("False", r.NAME_PENDING)
     s.clock.advance(30)
     assert (await s.settle()).result is Result.READY
     assert len(await s.images()) == 1
@@ -406,7 +411,7 @@ async def test_a_missing_desktop_is_source_not_found(s: Stand) -> None:
 
 
 async def test_an_image_still_being_created_without_our_operation_is_awaited(s: Stand) -> None:
-    s.recorder.crash_on_write = True
+    s.recorder.crash_once_a_copy_is_accepted()
     with pytest.raises(Crash):
         await s.reconcile()
     s.restart()  # a new process: nothing in memory survives
@@ -463,7 +468,7 @@ async def test_deletion_waits_out_a_running_copy_then_deletes(s: Stand) -> None:
 
 
 async def test_deletion_finds_an_unrecorded_copy_by_its_label(s: Stand) -> None:
-    s.recorder.crash_on_write = True
+    s.recorder.crash_once_a_copy_is_accepted()
     with pytest.raises(Crash):
         await s.reconcile()
     s.restart()  # a new process: nothing in memory survives

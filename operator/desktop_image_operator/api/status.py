@@ -83,20 +83,26 @@ Conditions = Annotated[
 
 
 OperationKind = Literal["Copy", "Update", "Delete"]
-OperationPhase = Literal["Running", "Failed"]
+# Sent: the request went out and no answer is known yet (a restart sends it again with the same key).
+OperationPhase = Literal["Sent", "Running", "Failed"]
 
 
 class OperationRecord(ApiModel):
     """The operator's latest cloud operation on the image while it runs, or after it failed.
 
-    It is removed once the operation succeeds. A restarted operator follows a Running one instead of
-    starting another; a Failed one says what failed and when, so a retry waits its turn.
+    It is removed once the operation succeeds. A copy is recorded as Sent before its request goes out, so
+    an answer lost on the way (or a crash) never leaves a copy nobody knows of. A restarted operator follows
+    a Running one instead of starting another; a Failed one says what failed and when, so a retry waits its
+    turn.
     """
 
     kind: OperationKind = Field(description="What the operation does: Copy, Update or Delete.")
-    id: ObservedId = Field(description="ID of the cloud operation.")
+    id: ObservedId = Field("", description="ID of the cloud operation (empty while it is only Sent).")
     phase: OperationPhase = Field(
-        description="Running while the cloud works on it; Failed when it ended in error."
+        description=(
+            "Sent when the request went out with no answer yet; Running while the cloud works on it; Failed "
+            "when it ended in error."
+        )
     )
     started_at: Timestamp = Field(description="When the operator started the operation.")
     finished_at: Timestamp | None = Field(None, description="When the operator saw it fail.")
@@ -138,3 +144,30 @@ class DesktopImageStatus(ApiModel):
     )
     folder_id: ObservedId | None = Field(None, description="ID of the folder the cloud image is in.")
     created_at: Timestamp | None = Field(None, description="When the cloud image was created (RFC 3339).")
+    image_name: str | None = Field(
+        None, max_length=v.CLOUD_NAME_MAX_LENGTH, description="Name of the cloud image as last read."
+    )
+    image_description: str | None = Field(
+        None, max_length=v.DESCRIPTION_MAX_LENGTH, description="Description of the cloud image as last read."
+    )
+    image_labels: dict[str, str] | None = Field(
+        None,
+        json_schema_extra={"maxProperties": v.CLOUD_LABELS_MAX_COUNT},
+        description="Labels of the cloud image as last read, the operator's ownership labels included.",
+    )
+    matches_spec: bool | None = Field(
+        None,
+        description=(
+            "Whether the cloud image's name, description and labels match the spec as last read. Under "
+            "managementPolicy Observe it says whether the image that Ready reports on is the one the spec "
+            "describes; under Manage a difference is corrected."
+        ),
+    )
+    first_ready_at: Timestamp | None = Field(
+        None, description="When the operator first saw this object's image ACTIVE and matching its spec."
+    )
+    last_event: str | None = Field(
+        None,
+        max_length=v.CONDITION_REASON_MAX_LENGTH,
+        description="Reason of the last warning event the operator sent about this object (sent once each).",
+    )

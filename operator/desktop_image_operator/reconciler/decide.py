@@ -1,314 +1,281 @@
-"""The decisions: one observation in, at most one mutating cloud call, one outcome out.
+"""The decision: one observation in, one action out. Pure: no cloud, no Kubernetes, no clock but `now`.
 
 The order of questions (reconcile):
-1. Our operation still runs: report it, poll again soon. It failed: record the failure, retry on its
-   schedule (a new idempotency key). It succeeded: forget the record and look at the image.
-2. Status names an image the cloud no longer has: ImageNotFound, never a silent re-copy.
-3. Observe only: report what the image is, change nothing.
-4. No image of ours (looked up by the ownership labels, whatever its name): copy, unless an image with our
-   name belongs to someone else (NameConflict) or a failed copy's retry is not due yet. An image named by
-   spec.source.imageId is adopted, unless another live object owns it (AdoptionConflict).
-5. Our image is still being created: wait. Being deleted by someone else: ImageNotFound.
-6. Name, description or labels differ: one Update with a field mask.
-7. Otherwise Ready, from this fresh read of the image (an operation's answer is never the last word).
+1. Our operation still runs: poll it. It failed: record the failure (retried on its schedule). It
+   succeeded or is lost: the image says the rest.
+2. spec.source.imageId, or an image confirmed earlier, is gone: ImageNotFound, never a silent re-copy.
+3. Observe only: report what the image is and whether it matches the spec; change nothing.
+4. An image was found: whose it is decides. This object's: converge it. Unowned and named by the user (or
+   this object's copy stored without labels), a predecessor's of the same name, or a gone object's:
+   take it over. A live object's of this cluster, or another cluster's without the opt-in annotation:
+   AdoptionConflict, and the image is never written.
+5. No image: copy, unless the name belongs to another image (NameConflict) or a failed copy's retry is
+   not due yet.
+6. Name, description or labels differ: one Update with a field mask. Otherwise Ready.
 
-Deletion (release) waits out a running operation, then deletes an image of ours, never another's.
+Deletion (release) waits out a running operation and a copy of unknown outcome, then deletes an image of
+this object's, never another's.
 """
 
 from __future__ import annotations
 
-from desktop_image_operator.api import OperationKind, OperationRecord
-from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.types import (
-    CloudImage,
-    CloudOperation,
-    CopyRequest,
-    DesktopImageClient,
-    ImageStatus,
-)
-from desktop_image_operator.reconciler import naming
+from datetime import datetime
+
+from desktop_image_operator.api import OperationKind
+from desktop_image_operator.cloud.errors import Code
+from desktop_image_operator.cloud.types import CloudImage, ImageStatus
 from desktop_image_operator.reconciler import reasons as r
-from desktop_image_operator.reconciler.desired import DesiredImage
+from desktop_image_operator.reconciler.actions import (
+    RUNNING_REASON,
+    Copy,
+    Decision,
+    Delete,
+    MarkReady,
+    Poll,
+    RecordFailure,
+    Release,
+    Report,
+    RetryLater,
+    Update,
+    Wait,
+)
+from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER
+from desktop_image_operator.reconciler.desired import DesiredImage, observed_differences
 from desktop_image_operator.reconciler.failures import Failure
-from desktop_image_operator.reconciler.observation import Observation, OperationView
-from desktop_image_operator.reconciler.outcome import Outcome, Result
-from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, claim, is_ours
+from desktop_image_operator.reconciler.observation import Found, Observation, OperationView
+from desktop_image_operator.reconciler.outcome import Result
+from desktop_image_operator.reconciler.ownership import Claim, Owner
 from desktop_image_operator.reconciler.resource import Resource
-from desktop_image_operator.reconciler.run import Run
+from desktop_image_operator.reconciler.timing import Timing
 
 
-class Decide:
-    """One decision on one observation, and the single action it takes."""
+def decide(seen: Observation, resource: Resource, now: datetime, timing: Timing) -> Decision:
+    """What to do next for a live object."""
+    operation = seen.operation
+    if operation is not None:
+        if operation.running:
+            return Decision(
+                Poll(operation.record, RUNNING_REASON[operation.record.kind], _running(operation))
+            )
+        if operation.failed:
+            return Decision(RecordFailure(operation))
+    if seen.image_gone:
+        return Decision(Report(_image_gone(resource)))
+    if resource.observe_only:
+        return _observe_only(seen, resource)
+    if seen.image is None:
+        return Decision(_copy(seen, resource, now, timing))
+    return _manage(seen, seen.image, resource, now, timing)
 
-    def __init__(
-        self,
-        run: Run,
-        cloud: DesktopImageClient,
-        seen: Observation,
-        owners: Owners,
-    ) -> None:
-        self.run = run
-        self.cloud = cloud
-        self.seen = seen
-        self.owners = owners
-        self.listings = run.listings  # one per process, shared with the observation
-        self.status = run.status
-        self.resource = run.resource
 
-    async def reconcile(self) -> Outcome:
-        operation = self.seen.operation
-        self.run.learn(operation)
-        if operation is not None:
-            if operation.running:
-                return await self.run.progressing(operation.record, _running_message(operation.record))
-            if operation.failed:
-                return await self.run.operation_failed(operation)
-            self.status.operation = None  # it succeeded (or is lost): the image says the rest
-        if self.seen.recorded_image_gone:
-            raise _image_gone(self.resource)
-        image = self.seen.image
-        if self.resource.observe_only:
-            return await self._observe_only(image)
-        if image is None:
-            return await self._copy()
-        if self.resource.spec.source.image_id and self.status.image_id != image.id:
-            await self._may_adopt(image)
-            self.status.image_id = image.id
-        return await self._converge(image)
+# -- observe only -------------------------------------------------------------------------------------
 
-    async def _observe_only(self, image: CloudImage | None) -> Outcome:
-        """Managed by someone else: read and report, never change anything in the cloud."""
-        if image is None:
-            message = "No cloud image to observe: set spec.source.imageId, or switch to Manage to create one."
-            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
-        self.run.mirror(image)
-        if image.status is ImageStatus.ACTIVE:
-            return await self.run.ready(image, "The cloud image is ACTIVE (observed, not managed).")
-        if image.status is ImageStatus.DELETING:
-            raise Failure(r.IMAGE_NOT_FOUND, f"Cloud image {image.id} is being deleted.", cloud_error=False)
-        return await self.run.waiting(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
 
-    async def _may_adopt(self, image: CloudImage) -> None:
-        """spec.source.imageId names an image: take it, unless another live object of this cluster owns it."""
-        seen_as, owner = claim(image.labels, self.run.me)
-        note = ""
-        if seen_as is Claim.OTHER_OBJECT and owner is not None:
-            if not owner.name_is_whole or await self.owners.exists(owner):
-                raise _adoption_conflict(image, owner)
-            note = f" It was owned by {owner.ref}, which no longer exists."
-        elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
-            note = f" It was owned by DesktopImage {owner.namespace}/{owner.name} of another cluster."
-        self.run.events.normal(
-            "ImageAdopted", f"Adopting cloud image {image.id} (spec.source.imageId).{note}"
+def _observe_only(seen: Observation, resource: Resource) -> Decision:
+    image = seen.image
+    if image is None:
+        message = "No cloud image to observe: set spec.source.imageId, or switch to Manage to create one."
+        return Decision(Report(Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)))
+    if image.status is ImageStatus.ACTIVE:
+        matches = not observed_differences(resource, image)
+        return Decision(MarkReady(image, observed_only=True, matches=matches), keep=image)
+    return Decision(_not_active(image, outside=True), keep=image)
+
+
+# -- manage -------------------------------------------------------------------------------------------
+
+
+def _manage(
+    seen: Observation, image: CloudImage, resource: Resource, now: datetime, timing: Timing
+) -> Decision:
+    seen_as, owner = seen.claim
+    if seen_as is Claim.OURS or _ours_unlabelled(seen, resource):
+        return _converge(seen, image, resource, now, timing, owner)
+    refusal = _refuse_take_over(seen, image, resource, seen_as, owner)
+    if refusal is not None:
+        return Decision(Report(refusal))
+    return _take_over(seen, image, resource, now, timing, owner)
+
+
+def _ours_unlabelled(seen: Observation, resource: Resource) -> bool:
+    """An image without ownership labels that this object's own copy made (the cloud dropped them, or a
+    take-over's Update has not landed yet): recorded as ours, never named by the user."""
+    if seen.claim[0] is not Claim.UNOWNED or resource.spec.source.image_id:
+        return False
+    return seen.found in (Found.STATUS, Found.OPERATION, Found.NAME)
+
+
+def _refuse_take_over(
+    seen: Observation, image: CloudImage, resource: Resource, seen_as: Claim, owner: Owner | None
+) -> Failure | None:
+    """Why an image that is not this object's may not be taken; None when it may."""
+    if seen_as is Claim.OTHER_OBJECT and owner is not None and seen.owner_exists is not False:
+        return _adoption_conflict(image, owner)
+    if seen_as is Claim.OTHER_CLUSTER and owner is not None and not resource.adopts_from_other_cluster:
+        return _other_cluster(image, owner)
+    return None
+
+
+def _take_over(
+    seen: Observation,
+    image: CloudImage,
+    resource: Resource,
+    now: datetime,
+    timing: Timing,
+    owner: Owner | None,
+) -> Decision:
+    """Stamp this object's ownership labels (and the spec's fields) on the image, once it is ACTIVE."""
+    note = _take_over_note(seen, image, owner)
+    if image.status is not ImageStatus.ACTIVE:
+        return Decision(_not_active(image, outside=seen.found is Found.SPEC), keep=image, adopted=note)
+    mask = tuple(DesiredImage.of(resource, seen.me).mask(image)) or ("labels",)
+    if (wait := _retry_not_due(resource, "Update", now, timing)) is not None:
+        return Decision(wait, keep=image)
+    return Decision(Update(image, mask, owner), keep=image, adopted=note)
+
+
+def _converge(
+    seen: Observation,
+    image: CloudImage,
+    resource: Resource,
+    now: datetime,
+    timing: Timing,
+    owner: Owner | None,
+) -> Decision:
+    adopted = None
+    if seen.found in (Found.LABELS, Found.NAME):
+        adopted = (
+            f"Found cloud image {image.id} created for this object (by {seen.found.value}); adopting it."
         )
+    if image.status is not ImageStatus.ACTIVE:
+        return Decision(_not_active(image, outside=False), keep=image, adopted=adopted)
+    mask = tuple(DesiredImage.of(resource, seen.me).mask(image))
+    if not mask:
+        return Decision(MarkReady(image), keep=image, adopted=adopted)
+    if (wait := _retry_not_due(resource, "Update", now, timing)) is not None:
+        return Decision(wait, keep=image, adopted=adopted)
+    return Decision(Update(image, mask, owner), keep=image, adopted=adopted)
 
-    async def _converge(self, image: CloudImage) -> Outcome:
-        if self.seen.found_by_label and self.status.image_id != image.id:
-            self.status.image_id = image.id
-            self.run.events.normal(
-                "ImageAdopted", f"Found cloud image {image.id} created for this object; adopting it."
-            )
-        if image.status is ImageStatus.DELETING:
-            message = f"Cloud image {image.id} is being deleted outside the operator."
-            raise Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
-        if image.status is not ImageStatus.ACTIVE:
-            self.run.mirror(image)
-            return await self.run.waiting(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
-        mask = DesiredImage.of(self.resource, self.run.me).mask(image)
-        if mask:
-            return await self._update(image, mask)
-        return await self.run.ready(image)
 
-    # -- copy -----------------------------------------------------------------------------------------
+def _not_active(image: CloudImage, *, outside: bool) -> Wait | Report:
+    if image.status is ImageStatus.DELETING:
+        where = "" if outside else " outside the operator"
+        message = f"Cloud image {image.id} is being deleted{where}."
+        return Report(Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False))
+    if image.status is ImageStatus.STATUS_UNSPECIFIED:
+        message = f"Cloud image {image.id} reports no status (STATUS_UNSPECIFIED); looking again."
+        return Report(Failure(r.IMAGE_STATUS_UNKNOWN, message, cloud_error=False))
+    return Wait(r.COPYING, f"Cloud image {image.id} is still {image.status.value}.")
 
-    async def _copy(self) -> Outcome:
-        if self.seen.source_missing:
-            source = self.resource.spec.source.desktop_id
-            raise Failure(r.SOURCE_NOT_FOUND, f"Desktop {source} does not exist.")
-        if self.seen.name_taken_by is not None:
-            raise self._name_conflict(self.seen.name_taken_by)
-        if (wait := await self._retry_not_due("Copy")) is not None:
-            return wait
-        assert self.seen.folder_id is not None
-        self.run.stage = "copy"
-        try:
-            operation = await self.cloud.copy(
-                _copy_request(self.resource, self.run.me, self.seen.folder_id),
-                idempotency_key=naming.copy_key(self.resource.uid, self.status.operation_id),
-            )
-        except CloudError as error:
-            if error.code is not Code.ALREADY_EXISTS:
-                if error.retryable or error.code in (Code.UNKNOWN, Code.CANCELLED, Code.DEADLINE_EXCEEDED):
-                    self.listings.forget(self.seen.folder_id)  # the copy may have happened all the same
-                raise
-            return await self._name_taken()
-        return await self._copy_started(operation, self.seen.folder_id)
 
-    async def _copy_started(self, operation: CloudOperation, folder_id: str) -> Outcome:
-        status, source = self.status, self.resource.source_id
-        if operation.image_id:
-            self.listings.add(
-                self.cloud, _copied_image(self.resource, self.run.me, folder_id, operation.image_id)
-            )
-        status.image_id = operation.image_id
-        status.folder_id = folder_id
-        status.image_status = "CREATING"
-        message = f"Copying {source} into image {operation.image_id} ({operation.id})."
-        self.run.events.normal("CopyStarted", message)
-        return await self.run.started("Copy", operation.id, message)
+# -- copy ---------------------------------------------------------------------------------------------
 
-    async def _name_taken(self) -> Outcome:
-        """The name is taken: by an earlier copy of ours whose answer we lost, or by someone else."""
-        assert self.seen.folder_id is not None
-        self.run.stage = "observe"
-        images = await self.cloud.find_images(self.seen.folder_id, self.resource.image_name)
-        if any(is_ours(image.labels, self.run.me) for image in images):
-            self.listings.forget(self.seen.folder_id)  # our copy, missing from the listing: list anew
-            return await self.run.waiting(
-                r.COPYING, "Found this object's own copy under its name; adopting it."
-            )
-        if images:
-            raise self._name_conflict(images[0])
-        # The holder is not listed yet (the cloud's index lags a just accepted copy): not proof of a stranger.
-        return await self.run.waiting(
-            r.COPYING,
-            f"The name {self.resource.image_name!r} is taken by an image the cloud does not list yet.",
+
+def _copy(
+    seen: Observation, resource: Resource, now: datetime, timing: Timing
+) -> Copy | Report | Wait | RetryLater:
+    if seen.source_missing:
+        return Report(
+            Failure(r.SOURCE_NOT_FOUND, f"Desktop {resource.spec.source.desktop_id} does not exist.")
         )
+    if seen.name_holder is not None:
+        return _name_held(seen, seen.name_holder, resource)
+    if (wait := _retry_not_due(resource, "Copy", now, timing)) is not None:
+        return wait
+    assert seen.folder_id is not None, "the look-up that found nothing knows the folder"
+    return Copy(seen.folder_id)
 
-    # -- update ---------------------------------------------------------------------------------------
 
-    async def _update(self, image: CloudImage, mask: list[str]) -> Outcome:
-        if (wait := await self._retry_not_due("Update")) is not None:
-            return wait
-        desired = DesiredImage.of(self.resource, self.run.me)
-        self.run.stage = "update"
-        key = naming.update_key(
-            self.resource.uid, image.id, desired.change_digest(image, mask), self.status.operation_id
+def _name_held(seen: Observation, holder: CloudImage, resource: Resource) -> Report:
+    seen_as, _ = seen.claim_of(holder)
+    if seen_as in (Claim.OURS, Claim.PREVIOUS):
+        # This object's or an earlier one's, gone or going since it was listed: the name frees up.
+        message = (
+            f"The name {resource.image_name!r} is held by cloud image {holder.id}, which is going; waiting."
         )
-        operation = await self.cloud.update(
-            image.id,
-            mask=mask,
-            name=desired.name,
-            description=desired.description,
-            labels=desired.labels,
-            idempotency_key=key,
-        )
-        self.run.mirror(image)
-        message = f"Updating {', '.join(mask)} of cloud image {image.id} ({operation.id})."
-        self.run.events.normal("UpdateStarted", message)
-        return await self.run.started("Update", operation.id, message)
-
-    # -- deletion -------------------------------------------------------------------------------------
-
-    async def release(self) -> Outcome:
-        operation = self.seen.operation
-        self.run.learn(operation)
-        if operation is not None:
-            if operation.running:
-                return await self.run.progressing(
-                    operation.record, _waiting_to_delete(operation.record), r.DELETING
-                )
-            if operation.record.kind == "Delete":
-                return await self._delete_ended(operation)
-            self.status.operation = None  # a copy or update ended: now the image can go
-        image = self.seen.image
-        if image is None:
-            return Outcome(Result.DELETED, r.DELETING)
-        if not is_ours(image.labels, self.run.me):
-            # Named by spec.source.imageId but never taken over (another object's, say): not ours to delete.
-            message = f"Cloud image {image.id} is not deleted: this object never took it over."
-            self.run.events.normal("ImageRetained", message)
-            return Outcome(Result.RETAINED, r.DELETING)
-        self.status.image_id = image.id  # found by label: read it by its ID from now on
-        if image.status is not ImageStatus.ACTIVE:
-            # Being created (adopted mid-copy) or being deleted (by us before a restart, or by someone).
-            return await self.run.waiting(
-                r.DELETING, f"Waiting for cloud image {image.id} ({image.status.value})."
-            )
-        return await self._delete(image)
-
-    async def _delete_ended(self, operation: OperationView) -> Outcome:
-        if operation.failed and not _gone(operation.error):
-            return await self.run.operation_failed(operation)
-        if operation.lost:
-            self.status.operation = None
-            return await self.run.waiting(r.DELETING, f"Lost track of {operation.record.id}; looking again.")
-        self.run.events.normal("ImageDeleted", f"Cloud image {self.status.image_id} is deleted.")
-        return Outcome(Result.DELETED, r.DELETING)
-
-    async def _delete(self, image: CloudImage) -> Outcome:
-        if (wait := await self._retry_not_due("Delete")) is not None:
-            return wait
-        key = naming.delete_key(self.resource.uid, image.id, self.status.operation_id)
-        try:
-            operation = await self.cloud.delete(image.id, idempotency_key=key)
-        except CloudError as error:
-            if error.code is Code.NOT_FOUND:
-                return Outcome(Result.DELETED, r.DELETING)  # already gone: never hang on it
-            if error.code is not Code.FAILED_PRECONDITION:
-                raise
-            return await self.run.waiting(
-                r.DELETING, f"Cloud image {image.id} is busy; waiting to delete it."
-            )
-        self.status.image_id = image.id
-        return await self.run.started(
-            "Delete", operation.id, f"Deleting cloud image {image.id} ({operation.id})."
-        )
-
-    def _name_conflict(self, holder: CloudImage) -> Failure:
-        name, folder = self.resource.image_name, self.seen.folder_id
-        seen_as, owner = claim(holder.labels, self.run.me)
-        lead = f"Folder {folder} already has an image named {name!r} ({holder.id})"
-        adopt = f"re-create this object with spec.source.imageId: {holder.id} (spec.source cannot change)"
-        if seen_as is Claim.OTHER_OBJECT and owner is not None:
-            message = f"{lead}, owned by {owner.ref}. Choose another spec.name."
-        elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
-            message = (
-                f"{lead}, owned by DesktopImage {owner.namespace}/{owner.name} of another cluster; it is "
-                f"left alone. To manage it from this cluster, {adopt}; otherwise choose another spec.name."
-            )
-        else:
-            message = (
-                f"{lead} that this object did not create; it is left alone. Choose another spec.name, or to "
-                f"manage that image, {adopt}."
-            )
-        return Failure(r.NAME_CONFLICT, message, cloud_error=False)
-
-    # -- retries --------------------------------------------------------------------------------------
-
-    async def _retry_not_due(self, kind: OperationKind) -> Outcome | None:
-        """While a failed operation of this kind waits for its retry (and the spec did not change): say so."""
-        record = self.status.operation
-        if record is None or record.phase != "Failed" or record.kind != kind:
-            return None
-        if self.status.observed_generation != self.resource.generation:
-            return None  # something changed: try at once
-        reason = _FAILED_REASON[kind]
-        due_in = self.run.timing.retry_due_in(record, reason, self.run.now)
-        if due_in <= 0:
-            return None
-        return await self.run.retry_later(reason, due_in)
+        return Report(Failure(r.NAME_PENDING, message, cloud_error=False))
+    return Report(name_conflict(seen, holder, resource))
 
 
-_FAILED_REASON: dict[OperationKind, str] = {
+# -- retries ------------------------------------------------------------------------------------------
+
+
+def _retry_not_due(
+    resource: Resource, kind: OperationKind, now: datetime, timing: Timing
+) -> RetryLater | None:
+    """While a failed operation of this kind waits for its retry (and the spec did not change): say so."""
+    status = resource.status
+    record = status.operation
+    if record is None or record.phase != "Failed" or record.kind != kind:
+        return None
+    if status.observed_generation != resource.generation:
+        return None  # something changed: try at once
+    reason = FAILED_REASON[kind]
+    due_in = timing.retry_due_in(record, reason, now)
+    return RetryLater(reason, due_in) if due_in > 0 else None
+
+
+FAILED_REASON: dict[OperationKind, str] = {
     "Copy": r.COPY_FAILED,
     "Update": r.UPDATE_FAILED,
     "Delete": r.DELETE_FAILED,
 }
 
 
-def _gone(error: CloudError | None) -> bool:
-    return error is not None and error.code is Code.NOT_FOUND
+# -- deletion -----------------------------------------------------------------------------------------
 
 
-def _running_message(record: OperationRecord) -> str:
-    return f"{record.kind} operation {record.id} is running."
+def decide_release(seen: Observation, resource: Resource, now: datetime) -> Decision:
+    """What to do next for an object being deleted under deletionPolicy Delete."""
+    operation = seen.operation
+    if operation is not None:
+        record = operation.record
+        if operation.running:
+            return Decision(Poll(record, r.DELETING, _waiting_to_delete(record.kind, record.id)))
+        if record.kind == "Delete":
+            return _delete_ended(seen, resource)
+    image = seen.image
+    if image is None:
+        if seen.unsure_until is not None and now < seen.unsure_until:
+            left = (seen.unsure_until - now).total_seconds()
+            message = "A copy's outcome is unknown; waiting until the cloud's listing must show its image."
+            return Decision(Wait(r.DELETING, message, after=left))
+        return Decision(Release(Result.DELETED))
+    seen_as, owner = seen.claim
+    if seen_as not in (Claim.OURS, Claim.PREVIOUS) and not _ours_unlabelled(seen, resource):
+        # Named by spec.source.imageId but never taken over (another object's, say): not ours to delete.
+        note = f"Cloud image {image.id} is not deleted: this object never took it over."
+        return Decision(Release(Result.RETAINED, note))
+    if image.status is not ImageStatus.ACTIVE:
+        # Being created (adopted mid-copy) or being deleted (by us before a restart, or by someone).
+        message = f"Waiting for cloud image {image.id} ({image.status.value})."
+        return Decision(Wait(r.DELETING, message), keep=image)
+    return Decision(Delete(image, owner), keep=image)
 
 
-def _waiting_to_delete(record: OperationRecord) -> str:
-    if record.kind == "Delete":
-        return f"Deleting the cloud image ({record.id})."
-    return f"Waiting for the {record.kind.lower()} operation {record.id} to end before deleting the image."
+def _delete_ended(seen: Observation, resource: Resource) -> Decision:
+    operation = seen.operation
+    assert operation is not None
+    if operation.failed and not (operation.error is not None and operation.error.code is Code.NOT_FOUND):
+        return Decision(RecordFailure(operation))
+    if operation.lost:
+        message = f"Lost track of {operation.record.id}; looking again."
+        return Decision(Wait(r.DELETING, message))
+    image_id = operation.image_id or resource.status.image_id
+    return Decision(Release(Result.DELETED, f"Cloud image {image_id} is deleted."))
+
+
+# -- messages -----------------------------------------------------------------------------------------
+
+
+def _running(operation: OperationView) -> str:
+    return f"{operation.record.kind} operation {operation.record.id} is running."
+
+
+def _waiting_to_delete(kind: OperationKind, operation_id: str) -> str:
+    if kind == "Delete":
+        return f"Deleting the cloud image ({operation_id})."
+    return f"Waiting for the {kind.lower()} operation {operation_id} to end before deleting the image."
 
 
 def _image_gone(resource: Resource) -> Failure:
@@ -319,6 +286,21 @@ def _image_gone(resource: Resource) -> Failure:
     return Failure(r.IMAGE_NOT_FOUND, message, cloud_error=False)
 
 
+def _take_over_note(seen: Observation, image: CloudImage, owner: Owner | None) -> str:
+    seen_as = seen.claim[0]
+    lead = f"Taking over cloud image {image.id} (found by {seen.found.value if seen.found else 'its ID'})."
+    if seen_as is Claim.OTHER_OBJECT and owner is not None:
+        return f"{lead} It was owned by {owner.ref}, which no longer exists."
+    if seen_as is Claim.OTHER_CLUSTER and owner is not None:
+        return (
+            f"{lead} It was owned by DesktopImage {owner.namespace}/{owner.name} of another cluster "
+            f"({ADOPT_FROM_OTHER_CLUSTER} is set)."
+        )
+    if seen_as is Claim.PREVIOUS and owner is not None:
+        return f"{lead} It was owned by an earlier object of this name (uid {owner.uid})."
+    return lead
+
+
 def _adoption_conflict(image: CloudImage, owner: Owner) -> Failure:
     message = (
         f"Cloud image {image.id} belongs to {owner.ref}, which still exists; it is not taken over. Delete "
@@ -327,29 +309,32 @@ def _adoption_conflict(image: CloudImage, owner: Owner) -> Failure:
     return Failure(r.ADOPTION_CONFLICT, message, cloud_error=False)
 
 
-def _copied_image(resource: Resource, me: Owner, folder_id: str, image_id: str) -> CloudImage:
-    """The image a copy just accepted will be, as far as a look-up by label needs to know."""
-    desired = DesiredImage.of(resource, me)
-    return CloudImage(
-        id=image_id,
-        folder_id=folder_id,
-        name=desired.name,
-        description=desired.description,
-        labels=dict(desired.labels),
-        status=ImageStatus.CREATING,
-        storage_size=0,
-        min_disk_size=0,
-        created_at=None,
+def _other_cluster(image: CloudImage, owner: Owner) -> Failure:
+    message = (
+        f"Cloud image {image.id} belongs to DesktopImage {owner.namespace}/{owner.name} of another cluster; "
+        f"it is not taken over. If that cluster no longer manages it, annotate this object with "
+        f'{ADOPT_FROM_OTHER_CLUSTER}: "true" to take it over.'
     )
+    return Failure(r.ADOPTION_CONFLICT, message, cloud_error=False)
 
 
-def _copy_request(resource: Resource, me: Owner, folder_id: str) -> CopyRequest:
-    desired = DesiredImage.of(resource, me)
-    return CopyRequest(
-        name=desired.name,
-        desktop_id=resource.spec.source.desktop_id,
-        compute_image_id=resource.spec.source.compute_image_id,
-        folder_id=folder_id,
-        description=desired.description,
-        labels=desired.labels,
-    )
+def name_conflict(seen: Observation, holder: CloudImage, resource: Resource) -> Failure:
+    name, folder = resource.image_name, seen.folder_id or holder.folder_id
+    seen_as, owner = seen.claim_of(holder)
+    lead = f"Folder {folder} already has an image named {name!r} ({holder.id})"
+    adopt = f"re-create this object with spec.source.imageId: {holder.id} (spec.source cannot change)"
+    adopt_foreign = f'{adopt} and the annotation {ADOPT_FROM_OTHER_CLUSTER}: "true"'
+    if seen_as is Claim.OTHER_OBJECT and owner is not None:
+        message = f"{lead}, owned by {owner.ref}. Choose another spec.name."
+    elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
+        message = (
+            f"{lead}, owned by DesktopImage {owner.namespace}/{owner.name} of another cluster; it is "
+            f"left alone. To manage it from this cluster, {adopt_foreign}; otherwise choose another "
+            "spec.name."
+        )
+    else:
+        message = (
+            f"{lead} that this object did not create; it is left alone. Choose another spec.name, or to "
+            f"manage that image, {adopt}."
+        )
+    return Failure(r.NAME_CONFLICT, message, cloud_error=False)

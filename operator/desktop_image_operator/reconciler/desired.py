@@ -41,3 +41,16 @@ class DesiredImage:
         seen = {"name": image.name, "description": image.description, "labels": dict(image.labels)}
         payload = json.dumps({"mask": mask, "to": wanted, "from": seen}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def observed_differences(resource: Resource, image: CloudImage) -> list[str]:
+    """Under Observe, what the spec says that the image does not: only the fields the spec sets count
+    (the image's own name when spec.name is unset, and labels beyond the spec's, are the owner's business)."""
+    spec, differences = resource.spec, []
+    if spec.name and image.name != spec.name:
+        differences.append("name")
+    if spec.description is not None and image.description != spec.description:
+        differences.append("description")
+    if any(image.labels.get(key) != value for key, value in (spec.labels or {}).items()):
+        differences.append("labels")
+    return differences

@@ -2,9 +2,9 @@
 
 A look-up by ownership label must list the whole folder (List filters by name only). When thousands of
 objects are created together, each would list the same folder: instead one listing serves them all for
-a short while. It stays safe because the look-up only has to see images made before this process's
-copies were recorded: an image from an earlier process is older than the first listing, and a copy of
-this process whose answer was lost drops the folder's listing (`forget`), so the next look-up lists anew.
+a short while. A listing serves only look-ups it cannot mislead: one made before an object existed may
+still hold an earlier object's image (deleted since) or miss one made since, so a look-up says from when
+its listing must be (`not_before`). What a listing shows is read again by ID before anything acts on it.
 A listing is dropped once it is too old to serve: a folder of thousands of images is not kept for nothing.
 
 A listing is indexed by owner and by name when it is made: thousands of objects each scanning a folder of
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Iterable
+from datetime import UTC, datetime
 from typing import cast
 
 from desktop_image_operator.cloud.types import CloudImage, DesktopImageClient
@@ -25,7 +26,9 @@ from desktop_image_operator.reconciler.ownership import Owner, is_ours
 class Listing:
     """One folder's images, found the ways a look-up asks: by owning object, and by name."""
 
-    def __init__(self, images: Iterable[CloudImage]) -> None:
+    def __init__(self, images: Iterable[CloudImage], listed_at: datetime | None = None) -> None:
+        # When the List began: nothing made before this instant is missing from it.
+        self.listed_at = listed_at or datetime.min.replace(tzinfo=UTC)
         self._by_uid: dict[str, list[CloudImage]] = {}
         self._by_place: dict[tuple[str, str, str], list[CloudImage]] = {}
         self._by_name: dict[str, list[CloudImage]] = {}
@@ -55,29 +58,38 @@ def _place(owner: Owner) -> tuple[str, str, str]:
 
 
 class FolderListings:
-    def __init__(self, *, max_age_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._max_age = max_age_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._listed: dict[tuple[Hashable, str], tuple[float, Listing]] = {}
         self._locks: dict[tuple[Hashable, str], asyncio.Lock] = {}
 
-    async def listing(self, cloud: DesktopImageClient, folder_id: str) -> Listing:
-        """The folder's images, listed at most `max_age_seconds` ago with the same credentials."""
+    async def listing(
+        self, cloud: DesktopImageClient, folder_id: str, *, not_before: datetime | None = None
+    ) -> Listing:
+        """The folder's images, listed at most `max_age_seconds` ago with the same credentials, and not
+        begun before `not_before` (a listing made by this very call always serves)."""
         key = (_credentials_of(cloud), folder_id)
         async with self._locks.setdefault(key, asyncio.Lock()):  # one listing at a time per folder
             listed = self._listed.get(key)
-            if listed is not None and self._clock() - listed[0] < self._max_age:
+            if listed is not None and self._serves(listed, not_before):
                 return listed[1]
-            listing = Listing(await cloud.find_images(folder_id))
+            started = self._wall_clock()
+            listing = Listing(await cloud.find_images(folder_id), listed_at=started)
             listed = self._listed[key] = (self._clock(), listing)
             asyncio.get_running_loop().call_later(self._max_age, self._expire, key, listed)
             return listing
 
-    def add(self, cloud: DesktopImageClient, image: CloudImage) -> None:
-        """An image this process just made: later look-ups must find it even before the listing ages."""
-        listed = self._listed.get((_credentials_of(cloud), image.folder_id))
-        if listed is not None:
-            listed[1].add(image)
+    def _serves(self, listed: tuple[float, Listing], not_before: datetime | None) -> bool:
+        young = self._clock() - listed[0] < self._max_age
+        return young and (not_before is None or listed[1].listed_at >= not_before)
 
     @property
     def held(self) -> int:
@@ -86,11 +98,6 @@ class FolderListings:
 
     def _expire(self, key: tuple[Hashable, str], listed: tuple[float, Listing]) -> None:
         if self._listed.get(key) is listed:  # not replaced or forgotten meanwhile
-            del self._listed[key]
-
-    def forget(self, folder_id: str) -> None:
-        """A copy into this folder may have made an image we were not told about: list anew next time."""
-        for key in [key for key in self._listed if key[1] == folder_id]:
             del self._listed[key]
 
 

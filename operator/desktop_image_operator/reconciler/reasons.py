@@ -41,6 +41,8 @@ QUOTA_EXCEEDED: Final = "QuotaExceeded"
 CREDENTIALS_INVALID: Final = "CredentialsInvalid"
 PERMISSION_DENIED: Final = "PermissionDenied"
 INVALID_SPEC: Final = "InvalidSpec"
+IMAGE_STATUS_UNKNOWN: Final = "ImageStatusUnknown"
+NAME_PENDING: Final = "NamePending"
 RECONCILE_ERROR: Final = "ReconcileError"
 
 KINDS: Final[dict[str, Kind]] = {
@@ -56,6 +58,11 @@ KINDS: Final[dict[str, Kind]] = {
     # cloud failing one operation says nothing about the next.
     UPDATE_FAILED: Kind.TRANSIENT,
     DELETE_FAILED: Kind.TRANSIENT,
+    # The cloud reports an image without a status (STATUS_UNSPECIFIED): neither copying nor ready.
+    IMAGE_STATUS_UNKNOWN: Kind.TRANSIENT,
+    # The name is held by an image the cloud does not list yet, or by an earlier object's image that is
+    # being deleted: it frees up (or shows up) by itself.
+    NAME_PENDING: Kind.TRANSIENT,
     # A failed copy costs a whole copy to retry: the slow schedule, or at once on a spec change.
     COPY_FAILED: Kind.TERMINAL,
     NAME_CONFLICT: Kind.TERMINAL,

@@ -4,7 +4,8 @@ It is level-triggered: every run starts from the object as it is now and the clo
 which event woke it, so a restart, a replayed event or `kubectl replace` changes nothing. No run waits for
 a cloud operation: a running one is recorded in `status.operation` and polled by later runs, so a spec
 change, the pause annotation or a deletion takes effect while a long copy runs. The decisions themselves
-are in `decide`; the status a run builds and the outcome it ends with are in `run`.
+are a pure function (`decide`) of an observation gathered first (`observe`); `act` performs the one
+action decided on; the status a run builds and the outcome it ends with are in `run`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import UTC, datetime
 from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.types import DesktopImageClient
 from desktop_image_operator.reconciler import reasons as r
-from desktop_image_operator.reconciler.decide import Decide
+from desktop_image_operator.reconciler.act import act
+from desktop_image_operator.reconciler.decide import decide, decide_release
 from desktop_image_operator.reconciler.durations import OperationDurations
 from desktop_image_operator.reconciler.failures import Failure, classify
 from desktop_image_operator.reconciler.listings import FolderListings
-from desktop_image_operator.reconciler.observation import observe
+from desktop_image_operator.reconciler.observe import Observer
 from desktop_image_operator.reconciler.outcome import Events, Outcome, Result, StatusWriter
 from desktop_image_operator.reconciler.ownership import AssumeOwnersExist, Owner, Owners
 from desktop_image_operator.reconciler.resource import Resource
@@ -42,14 +44,16 @@ class Reconciler:
         object that owns an image still exists (by default it is assumed to)."""
         self.timing = timing or Timing()
         self.durations = OperationDurations()
-        self.listings = FolderListings(max_age_seconds=self.timing.folder_listing_max_age_seconds)
+        self.listings = FolderListings(
+            max_age_seconds=self.timing.folder_listing_max_age_seconds, wall_clock=clock
+        )
+        self._observer = Observer(self.timing, self.listings, owners or AssumeOwnersExist())
         self._cluster_id = cluster_id
-        self._owners = owners or AssumeOwnersExist()
         self._now = clock
 
     def _run(self, resource: Resource, write: StatusWriter, events: Events) -> Run:
         me = Owner.of(resource.uid, self._cluster_id, resource.namespace, resource.name)
-        return Run(resource, me, write, events, self._now(), self.timing, self.durations, self.listings)
+        return Run(resource, me, write, events, self._now(), self.timing, self.durations)
 
     async def report(
         self, resource: Resource, failure: Failure, write: StatusWriter, events: Events
@@ -66,10 +70,11 @@ class Reconciler:
         if resource.paused:
             return await run.paused("Paused by the clouddesktop.yc.io/paused annotation.")
         try:
-            seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
-            return await Decide(run, cloud, seen, self._owners).reconcile()
+            seen = await self._observer.observe(resource, run.me, cloud, run.now)
         except CloudError as error:
-            return await run.fail(classify(error, during=run.stage))
+            return await run.fail(classify(error, during="observe"))
+        try:
+            return await act(run, cloud, seen, decide(seen, resource, run.now, self.timing))
         except Failure as failure:
             return await run.fail(failure)
 
@@ -91,11 +96,11 @@ class Reconciler:
         if resource.paused:
             return await run.paused("Deletion waits: paused by the clouddesktop.yc.io/paused annotation.")
         assert cloud is not None, "only a Retain policy needs no cloud client"
-        run.stage = "delete"
         try:
-            seen = await observe(resource, run.me, cloud, self.timing, run.now, self.listings)
-            return await Decide(run, cloud, seen, self._owners).release()
+            seen = await self._observer.observe(resource, run.me, cloud, run.now)
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
+        try:
+            return await act(run, cloud, seen, decide_release(seen, resource, run.now))
         except Failure as failure:
             return await run.fail(failure)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from desktop_image_operator.api import DesktopImageSpec, DesktopImageStatus
-from desktop_image_operator.reconciler.annotations import PAUSED
+from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER, PAUSED
 
 
 class InvalidObject(Exception):
@@ -27,6 +27,7 @@ class Resource:
     status: DesktopImageStatus
     paused: bool
     created_at: datetime | None = None
+    adopts_from_other_cluster: bool = False
 
     @property
     def image_name(self) -> str:
@@ -69,9 +70,14 @@ class Resource:
             generation=int(metadata.get("generation", 1)),
             spec=spec,
             status=status,
-            paused=(metadata.get("annotations") or {}).get(PAUSED, "").lower() == "true",
+            paused=_is_true(metadata, PAUSED),
+            adopts_from_other_cluster=_is_true(metadata, ADOPT_FROM_OTHER_CLUSTER),
             created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
         )
+
+
+def _is_true(metadata: Mapping[str, Any], annotation: str) -> bool:
+    return str((metadata.get("annotations") or {}).get(annotation, "")).lower() == "true"
 
 
 def _own_status(status: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """One reconcile's working state: the status it builds, the events it sends, and the outcome it ends with.
 
-Writes happen only when the status differs from what the object has, as one merge patch.
+Writes happen only when the status differs from what the object has, as one merge patch. What a later
+run must remember (the operation in flight, the first Ready, the last event sent) is kept in status
+fields of its own; the conditions are only ever written, never read back to decide anything.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from desktop_image_operator.api import (
     OperationKind,
     OperationRecord,
 )
-from desktop_image_operator.cloud.types import CloudImage, ImageStatus
+from desktop_image_operator.cloud.types import CloudImage
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.durations import OperationDurations
-from desktop_image_operator.reconciler.failures import Failure, Stage, operation_failed
-from desktop_image_operator.reconciler.listings import FolderListings
+from desktop_image_operator.reconciler.failures import Failure, operation_failed
 from desktop_image_operator.reconciler.observation import OperationView
 from desktop_image_operator.reconciler.outcome import Events, Outcome, Result, StatusWriter
 from desktop_image_operator.reconciler.ownership import Owner
@@ -46,21 +47,16 @@ class Run:
         now: datetime,
         timing: Timing,
         durations: OperationDurations,
-        listings: FolderListings,
     ) -> None:
         self.resource = resource
         self.me = me
         self.durations = durations
-        self.listings = listings
         self.status: DesktopImageStatus = resource.status.model_copy(deep=True)
         self.events = events
         self.now = now
         self.timing = timing
-        self.stage: Stage = "observe"
         self._write = write
         self._written = _dump(resource.status)
-        before = c.find(self.status.conditions, CONDITION_READY)
-        self.ready_before = before if before is None else (before.status, before.reason)
 
     def learn(self, operation: OperationView | None) -> None:
         if operation is not None and operation.duration is not None:
@@ -76,48 +72,88 @@ class Run:
             self.status.conditions, condition_type, verdict, self.resource.generation, self.now
         )
 
-    def _ready_reason(self) -> str | None:
-        return self.ready_before[1] if self.ready_before else None
+    def _shown_reason(self) -> str | None:
+        """The reason Ready shows now: only to keep its message when nothing new is to be said."""
+        shown = c.find(self.status.conditions, CONDITION_READY)
+        return shown.reason if shown is not None else None
 
     def mirror(self, image: CloudImage) -> None:
+        """Record an image a fresh read confirmed, as the cloud has it now."""
         self.status.image_id = image.id
         self.status.image_status = image.status.value
         self.status.storage_size = image.storage_size
         self.status.min_disk_size = image.min_disk_size
         self.status.folder_id = image.folder_id
         self.status.created_at = image.created_at
+        self.status.image_name = image.name
+        self.status.image_description = image.description
+        self.status.image_labels = dict(image.labels)
+
+    def _notify(self, reason: str, message: str, *, warning: bool) -> None:
+        """Send an event once per reason in a row: a failure retried ten times is one event, not ten."""
+        if self.status.last_event == reason:
+            return
+        self.status.last_event = reason
+        (self.events.warning if warning else self.events.normal)(reason, message)
 
     # -- outcomes -------------------------------------------------------------------------------------
 
-    async def ready(self, image: CloudImage, message: str | None = None) -> Outcome:
-        first = self.resource.status.image_status != ImageStatus.ACTIVE.value
+    async def ready(self, image: CloudImage, *, observed_only: bool = False, matches: bool = True) -> Outcome:
+        first = self.status.first_ready_at is None
         self.mirror(image)
+        self.status.matches_spec = matches
         self.status.operation = None
         self.status.observed_generation = self.resource.generation
-        self._set(CONDITION_READY, c.ready(message=message) if message else c.ready())
+        if observed_only:
+            how = "matches the spec" if matches else "differs from the spec (see status.matchesSpec)"
+            self._set(
+                CONDITION_READY,
+                c.ready(message=f"The cloud image is ACTIVE and {how} (observed, not managed)."),
+            )
+        else:
+            self._set(CONDITION_READY, c.ready())
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
-        was_ready = self.ready_before is not None and self.ready_before[0] == "True"
-        if not was_ready:
-            event = "ImageUpdated" if self._ready_reason() == r.UPDATING else "ImageReady"
-            self.events.normal(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
+        if first:
+            self.status.first_ready_at = self.now
+        event = "ImageReady" if first else "ImageUpdated"
+        self._notify_ready(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
         await self.flush()
-        return Outcome(Result.READY, r.AVAILABLE, first_ready=first and not was_ready)
+        return Outcome(Result.READY, r.AVAILABLE, first_ready=first)
+
+    def _notify_ready(self, event: str, message: str) -> None:
+        if self.status.last_event != r.AVAILABLE:
+            self.status.last_event = r.AVAILABLE
+            self.events.normal(event, message)
+
+    async def sent(self, kind: OperationKind) -> None:
+        """Record a request about to go out: if its answer is lost, the next run knows it may have landed."""
+        self.status.operation = OperationRecord(
+            kind=kind, phase="Sent", started_at=self.now, attempts=self._attempts(kind)
+        )
+        self.status.observed_generation = self.resource.generation
+        self._set(
+            CONDITION_READY, c.not_ready(REASON_OF_RUNNING[kind], f"Sending the {kind.lower()} request.")
+        )
+        await self.flush()
+
+    def _attempts(self, kind: OperationKind) -> int:
+        """Operations of this kind in a row for the same change, counting the one about to start."""
+        previous = self.resource.status.operation
+        if previous is None or previous.kind != kind:
+            return 1
+        if self.resource.status.observed_generation != self.resource.generation:
+            return 1  # a new change starts a new count
+        return previous.attempts + (1 if previous.phase == "Failed" else 0)
 
     async def started(self, kind: OperationKind, operation_id: str, message: str) -> Outcome:
         """Record an operation the cloud just accepted: a restart follows it instead of starting another."""
-        previous = self.status.operation
-        repeat = previous is not None and previous.kind == kind and previous.phase == "Failed"
-        same_change = self.status.observed_generation == self.resource.generation
         record = OperationRecord(
-            kind=kind,
-            id=operation_id,
-            phase="Running",
-            started_at=self.now,
-            attempts=previous.attempts + 1 if previous is not None and repeat and same_change else 1,
+            kind=kind, id=operation_id, phase="Running", started_at=self.now, attempts=self._attempts(kind)
         )
         self.status.operation = record
         self.status.operation_id = operation_id
         self.status.observed_generation = self.resource.generation
+        self.status.last_event = None  # a new operation: its outcome is news again
         self._set(CONDITION_READY, c.not_ready(REASON_OF_RUNNING[kind], message))
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         await self.flush()
@@ -127,19 +163,21 @@ class Run:
         """Our operation still runs: say so (once: polls write nothing new), look again soon."""
         reason = reason or REASON_OF_RUNNING[record.kind]
         self.status.observed_generation = self.resource.generation
-        if self._ready_reason() != reason:  # the message written when it started says more
+        if self._shown_reason() != reason:  # the message written when it started says more
             self._set(CONDITION_READY, c.not_ready(reason, message))
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         await self.flush()
         return Outcome(Result.PROGRESSING, reason, self.poll_after(record))
 
-    async def waiting(self, reason: str, message: str) -> Outcome:
+    async def waiting(self, reason: str, message: str, after: float | None = None) -> Outcome:
         """Waiting on the cloud without an operation of ours (an image still being created, say)."""
         self.status.observed_generation = self.resource.generation
         self._set(CONDITION_READY, c.not_ready(reason, message))
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         await self.flush()
-        return Outcome(Result.PROGRESSING, reason, self.timing.poll_base_seconds)
+        return Outcome(
+            Result.PROGRESSING, reason, after if after is not None else self.timing.poll_base_seconds
+        )
 
     async def retry_later(self, reason: str, due_in: float) -> Outcome:
         """A failed operation waits for its retry: the conditions already say why; write nothing new."""
@@ -159,7 +197,6 @@ class Run:
             # The cloud removes the image of a failed copy; the next copy makes a new one.
             self.status.image_id = None
             self.status.image_status = None
-            self.listings.forget(self.status.folder_id or "")
         failure = operation_failed(record.kind, operation.error)
         outcome = await self.fail(failure)
         return Outcome(
@@ -177,8 +214,7 @@ class Run:
         # operation goes on, and the next run polls it again.
         running = self.status.operation is not None and self.status.operation.phase == "Running"
         if not (running and failure.kind is r.Kind.TRANSIENT):
-            if failure.reason != self._ready_reason():
-                self.events.warning(failure.reason, failure.message)
+            self._notify(failure.reason, failure.message, warning=True)
             self._set(CONDITION_READY, c.not_ready(failure.reason, failure.message))
         await self.flush()
         result = Result.TERMINAL_ERROR if failure.terminal else Result.TRANSIENT_ERROR

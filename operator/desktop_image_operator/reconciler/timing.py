@@ -27,6 +27,9 @@ class Timing:
     operation_visible_within_seconds: float = 60.0
     # How long one listing of a folder serves the look-ups of objects without a recorded image.
     folder_listing_max_age_seconds: float = 30.0
+    # How far the cloud's List may lag behind a copy it accepted: a copy whose answer was lost may show
+    # up in a listing only this long after it was sent, so no earlier listing proves it made nothing.
+    list_lag_seconds: float = 30.0
 
     def poll_after(self, record: OperationRecord, now: datetime, expected: float | None = None) -> float:
         """When to poll a running operation: when it is `expected` to end (learned from earlier ones),
