@@ -7,7 +7,8 @@
 --   Progressing  being deleted; no status or no Ready condition yet; the current generation not yet
 --                observed (status or Ready behind metadata.generation); an operation in flight
 --                (Copying, Updating, Deleting); a transient failure the operator
---                retries with backoff (Throttled, CloudUnavailable, UpdateFailed, DeleteFailed);
+--                retries with backoff (Throttled, CloudUnavailable, UpdateFailed, DeleteFailed,
+--                ImageStatusUnknown, NamePending);
 --                Ready Unknown.
 --   Healthy      Ready is True at the current generation.
 --   Degraded     Ready is False for a terminal reason (CopyFailed, NameConflict, AdoptionConflict, ...) or
@@ -39,6 +40,8 @@ local TRANSIENT = {
   CloudUnavailable = true,
   UpdateFailed = true,
   DeleteFailed = true,
+  ImageStatusUnknown = true,
+  NamePending = true,
 }
 
 -- Failures that stay until a person changes something (the spec, a Secret, a quota, the cloud).

@@ -4,8 +4,8 @@ finds for an object is what the ownership rules say is the object's (pure)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 

@@ -72,7 +72,7 @@ async def test_a_new_object_records_its_copy_as_sent_then_running_without_waitin
     assert outcome.requeue_after == 1.0
     [copy] = await s.requests("CopyFromDesktop")
     assert copy["idempotencyKey"] == naming.copy_key(UID)
-    sent, running = s.recorder.patches
+    sent, _running = s.recorder.patches
     assert sent["status"]["operation"]["phase"] == "Sent"  # written before the request went out
     status = s.body["status"]
     assert status["operation"]["kind"] == "Copy"

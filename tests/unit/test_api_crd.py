@@ -221,9 +221,10 @@ def test_conditions_are_a_map_list_keyed_by_type(root: Schema) -> None:
 
 def test_the_operation_record_names_its_kind_and_phase(root: Schema) -> None:
     record = at(root, "status.operation")
-    assert set(record["required"]) == {"kind", "id", "phase", "startedAt", "attempts"}
+    # A copy is recorded as Sent, without an ID, before its request goes out.
+    assert set(record["required"]) == {"kind", "phase", "startedAt", "attempts"}
     assert record["properties"]["kind"]["enum"] == ["Copy", "Update", "Delete"]
-    assert record["properties"]["phase"]["enum"] == ["Running", "Failed"]
+    assert record["properties"]["phase"]["enum"] == ["Sent", "Running", "Failed"]
 
 
 def test_status_fields(root: Schema) -> None:
@@ -239,6 +240,12 @@ def test_status_fields(root: Schema) -> None:
         "minDiskSize",
         "folderId",
         "createdAt",
+        "imageName",
+        "imageDescription",
+        "imageLabels",
+        "matchesSpec",
+        "firstReadyAt",
+        "lastEvent",
     }
     for size in ("storageSize", "minDiskSize", "observedGeneration"):
         assert (status["properties"][size]["type"], status["properties"][size]["format"]) == (
@@ -269,13 +276,33 @@ def test_spec_field_limits(root: Schema) -> None:
     assert spec["description"]["maxLength"] == 1024
     assert spec["deletionPolicy"]["enum"] == ["Delete", "Retain"]
     labels = spec["labels"]
-    assert (labels["type"], labels["maxProperties"]) == ("object", 63)
+    # The cloud's 64 labels, less the four the operator stamps.
+    assert (labels["type"], labels["maxProperties"]) == ("object", 60)
     assert labels["additionalProperties"] == {"type": "string", "maxLength": 63, "pattern": "^[-_0-9a-z]*$"}
     credentials = spec["credentialsRef"]["properties"]
     assert credentials["name"]["pattern"] == v.DNS_SUBDOMAIN_PATTERN
     assert credentials["name"]["maxLength"] == 253
     assert credentials["key"]["pattern"] == "^[-._a-zA-Z0-9]+$"
     assert credentials["key"]["maxLength"] == 253
+
+
+@pytest.mark.parametrize(
+    "path", ["spec.source.desktopId", "spec.source.computeImageId", "spec.source.imageId", "spec.folderId"]
+)
+def test_every_cloud_id_of_the_spec_has_the_cloud_id_pattern(root: Schema, path: str) -> None:
+    assert at(root, path) | {"description": ""} == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 50,
+        "pattern": "^[a-z0-9][-_a-z0-9]*$",
+        "description": "",
+    }
+
+
+def test_ids_in_status_mirror_the_cloud_without_a_pattern(root: Schema) -> None:
+    # Whatever the cloud answers is recorded: a pattern there could only make a status write fail.
+    for path in ("status.imageId", "status.operationId", "status.folderId", "status.operation.id"):
+        assert "pattern" not in at(root, path), path
 
 
 def test_every_cel_rule_is_in_place(root: Schema) -> None:

@@ -27,6 +27,8 @@ Timestamp = Annotated[AwareDatetime, PlainSerializer(_rfc3339, return_type=str)]
 Int64 = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
 # IDs mirrored from the cloud: bounded like the spec's, but never refused for being empty.
 ObservedId = Annotated[str, StringConstraints(max_length=v.CLOUD_ID_MAX_LENGTH)]
+# Label values as the cloud returned them: bounded, never refused for their characters.
+ObservedLabel = Annotated[str, StringConstraints(max_length=v.LABEL_VALUE_MAX_LENGTH)]
 
 
 class Condition(ApiModel):
@@ -97,7 +99,7 @@ class OperationRecord(ApiModel):
     """
 
     kind: OperationKind = Field(description="What the operation does: Copy, Update or Delete.")
-    id: ObservedId = Field("", description="ID of the cloud operation (empty while it is only Sent).")
+    id: ObservedId | None = Field(None, description="ID of the cloud operation (none while it is only Sent).")
     phase: OperationPhase = Field(
         description=(
             "Sent when the request went out with no answer yet; Running while the cloud works on it; Failed "
@@ -150,7 +152,7 @@ class DesktopImageStatus(ApiModel):
     image_description: str | None = Field(
         None, max_length=v.DESCRIPTION_MAX_LENGTH, description="Description of the cloud image as last read."
     )
-    image_labels: dict[str, str] | None = Field(
+    image_labels: dict[str, ObservedLabel] | None = Field(
         None,
         json_schema_extra={"maxProperties": v.CLOUD_LABELS_MAX_COUNT},
         description="Labels of the cloud image as last read, the operator's ownership labels included.",

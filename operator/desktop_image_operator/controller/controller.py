@@ -218,7 +218,7 @@ class Controller:
         """After a reconcile: the metrics, the failure count, and when the object's loop looks again."""
         body = state.latest or {}
         uid = body["metadata"]["uid"]
-        metrics.OBJECTS.set_state(uid, _ready_reason(body))
+        metrics.OBJECTS.set_state(uid, outcome.reason)
         if outcome.first_ready and (created := _created_at(body)) is not None:
             metrics.TIME_TO_READY.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
         healthy = outcome.result in (Result.READY, Result.PAUSED, Result.PROGRESSING)
@@ -283,7 +283,7 @@ class Controller:
                 metrics.OBJECTS.forget(current["metadata"]["uid"])
                 state.failures = 0
             else:
-                metrics.OBJECTS.set_state(current["metadata"]["uid"], _ready_reason(state.latest or current))
+                metrics.OBJECTS.set_state(current["metadata"]["uid"], outcome.reason)
                 state.failures += 0 if outcome.result is Result.PROGRESSING else 1
             return outcome
 
@@ -447,29 +447,24 @@ def _intent(body: Mapping[str, Any]) -> tuple[int, bytes]:
 
 
 def _settled(body: Mapping[str, Any]) -> bool:
-    """Ready at the current generation with no operation running: nothing to do until the next resync."""
+    """Ready at the current generation with no operation running: nothing to do until the next resync.
+
+    Read from the reconciler's own record (the last event it sent was Available), not from the conditions;
+    only an object last written by an operator older than that record is judged by its Ready condition.
+    """
     status = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
-    ready = _ready(body)
-    return (
-        ready is not None
-        and ready.get("status") == "True"
-        and ready.get("observedGeneration") == generation
-        and status.get("observedGeneration") == generation
-        and not status.get("operation")
+    ready = status["lastEvent"] == c.AVAILABLE if "lastEvent" in status else _ready_before_records(body)
+    return ready and status.get("observedGeneration") == generation and not status.get("operation")
+
+
+def _ready_before_records(body: Mapping[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    ready = next((x for x in conditions if x.get("type") == CONDITION_READY), None) or {}
+    return bool(
+        ready.get("status") == "True"
+        and ready.get("observedGeneration") == body["metadata"].get("generation")
     )
-
-
-def _ready(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    found: Mapping[str, Any] | None = next((x for x in conditions if x.get("type") == CONDITION_READY), None)
-    return found
-
-
-def _ready_reason(body: Mapping[str, Any]) -> str:
-    conditions = (body.get("status") or {}).get("conditions") or []
-    ready = next((x for x in conditions if x.get("type") == CONDITION_READY), None)
-    return str(ready.get("reason", "Unknown")) if ready else "Unknown"
 
 
 def _created_at(body: Mapping[str, Any]) -> datetime | None:

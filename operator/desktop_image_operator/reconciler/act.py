@@ -124,7 +124,7 @@ async def _name_taken(
 ) -> Outcome:
     """The name is taken: by an earlier copy of ours whose answer we lost, or by someone else."""
     images = await _calling("observe", cloud.find_images(folder_id, run.resource.image_name))
-    ours = [image for image in images if claim(image.labels, run.me)[0] in (Claim.OURS, Claim.PREVIOUS)]
+    ours = [image for image in images if _ours_by_name(run, seen, image, before)]
     if ours:
         image = await _calling("observe", cloud.get_image(ours[0].id))
         run.mirror(image)  # read by its ID: from now on it is this object's recorded image
@@ -139,6 +139,17 @@ async def _name_taken(
     # of a stranger. The Sent record stays, and the retry follows the backoff of a transient reason.
     message = f"The name {run.resource.image_name!r} is taken by an image the cloud does not list yet."
     raise Failure(r.NAME_PENDING, message, cloud_error=False)
+
+
+def _ours_by_name(run: Run, seen: Observation, image: CloudImage, before: OperationRecord | None) -> bool:
+    """Labelled for this object; or, where copies may lose their labels (the cloud said so, or an earlier
+    copy's answer is unknown), unlabelled and made after this object was."""
+    if claim(image.labels, run.me)[0] in (Claim.OURS, Claim.PREVIOUS):
+        return True
+    unsure = seen.copies_without_labels or (before is not None and before.phase == "Sent")
+    created = run.resource.created_at
+    made = image.created_at
+    return unsure and not image.labels and created is not None and made is not None and made >= created
 
 
 def _copy_request(run: Run, folder_id: str) -> CopyRequest:

@@ -272,7 +272,7 @@ def _running(operation: OperationView) -> str:
     return f"{operation.record.kind} operation {operation.record.id} is running."
 
 
-def _waiting_to_delete(kind: OperationKind, operation_id: str) -> str:
+def _waiting_to_delete(kind: OperationKind, operation_id: str | None) -> str:
     if kind == "Delete":
         return f"Deleting the cloud image ({operation_id})."
     return f"Waiting for the {kind.lower()} operation {operation_id} to end before deleting the image."

@@ -19,6 +19,7 @@ from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, cl
 from desktop_image_operator.reconciler.resource import Resource
 from desktop_image_operator.reconciler.timing import Timing
 
+
 class Observer:
     """Reads what one decision needs. One per reconciler; the listings are shared by every object."""
 
@@ -35,7 +36,7 @@ class Observer:
             me=me,
             operation=operation,
             unsure_until=self._unsure_until(resource.status.operation),
-            copies_without_labels=not getattr(cloud, "copies_carry_labels", True),
+            copies_without_labels=not cloud.copies_carry_labels,
         )
         if operation is not None and operation.running:
             return seen  # nothing else can change until it ends
@@ -106,7 +107,7 @@ def _candidate(listing: Listing, resource: Resource, seen: Observation) -> tuple
     ours = [image for image in listing.owned_by(seen.me) if not _predecessors_leaving(image, seen.me)]
     if ours:
         return _best(ours), Found.LABELS
-    if seen.copies_without_labels:
+    if seen.copies_without_labels or seen.unsure_until is not None:
         return _best(_unlabelled_copies(listing, resource)), Found.NAME
     return None, Found.LABELS
 
@@ -117,8 +118,9 @@ def _predecessors_leaving(image: CloudImage, me: Owner) -> bool:
 
 
 def _unlabelled_copies(listing: Listing, resource: Resource) -> list[CloudImage]:
-    """Without labels on copies, crash safety rests on the name and the time: an unlabelled image of this
-    object's name made after the object was, in the folder it copies into, is its own lost copy."""
+    """Where copies may lose their labels (the cloud refuses or drops them), crash safety rests on the
+    name and the time: an unlabelled image of this object's name made after the object was, in the folder
+    it copies into, is its own copy whose answer was lost."""
     created = resource.created_at
     return [
         image
@@ -148,7 +150,7 @@ def _age_order(image: CloudImage) -> tuple[bool, float, str]:
 async def _operation(
     record: OperationRecord | None, cloud: DesktopImageClient, timing: Timing, now: datetime
 ) -> OperationView | None:
-    if record is None or record.phase != "Running":
+    if record is None or record.phase != "Running" or not record.id:
         return None
     try:
         operation = await cloud.get_operation(record.id)

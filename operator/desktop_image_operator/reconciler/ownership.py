@@ -4,6 +4,7 @@ The labels identify the owning object by UID and by cluster, namespace and name.
 object"; the rest survives a re-creation (a re-applied manifest after Retain, a restore into the same
 cluster), whose new object has a new UID but the same namespace and name. Names are unique, so an image
 whose owner has our namespace and name but another UID belongs to an object that no longer exists.
+The name label spells a name's dots as underscores, which cloud label values allow (see `name_label`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,22 @@ def cluster_label(cluster_id: str) -> str:
 
 
 def name_label(name: str) -> str:
-    """A Kubernetes name within the cloud's 63-character label values (a long one ends in its digest)."""
-    if len(name) <= _LABEL_VALUE_MAX:
-        return name
-    return name[: _LABEL_VALUE_MAX - _DIGEST_LENGTH - 1] + "-" + _digest(name)
+    """A Kubernetes name as a cloud label value ([-_0-9a-z]*, at most 63 characters).
+
+    Object names are RFC 1123 subdomains (lowercase letters, digits, '-' and '.'); the cloud refuses '.'
+    in label values, so each '.' becomes '_', which no Kubernetes name contains: the mapping is one-to-one
+    and `name_from_label` undoes it. A name still longer than 63 characters is cut and ends in a digest of
+    the whole name, so two long names that share a beginning keep distinct values.
+    """
+    value = name.replace(".", "_")
+    if len(value) <= _LABEL_VALUE_MAX:
+        return value
+    return value[: _LABEL_VALUE_MAX - _DIGEST_LENGTH - 1] + "-" + _digest(name)
+
+
+def name_from_label(value: str) -> str:
+    """The Kubernetes name a name label holds (meaningful only when the label was not cut short)."""
+    return value.replace("_", ".")
 
 
 @dataclass(frozen=True)

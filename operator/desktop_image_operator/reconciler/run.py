@@ -115,7 +115,8 @@ class Run:
         self._set(CONDITION_SYNCED, c.ready(r.RECONCILE_SUCCESS, _SYNC_OK))
         if first:
             self.status.first_ready_at = self.now
-        event = "ImageReady" if first else "ImageUpdated"
+        updated = (before := self.resource.status.operation) is not None and before.kind == "Update"
+        event = "ImageUpdated" if updated and not first else "ImageReady"
         self._notify_ready(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
         await self.flush()
         return Outcome(Result.READY, r.AVAILABLE, first_ready=first)
