@@ -29,6 +29,7 @@ from desktop_image_operator.api.constants import (
     OWNER_UID_LABEL,
 )
 from desktop_image_operator.commands.run import ENV_PREFIX
+from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER
 from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator_dev.devenv.stack import child_environment
 from desktop_image_operator_dev.fakecloud import seeds
@@ -425,14 +426,17 @@ def test_a_name_held_by_another_cluster_s_image_says_how_to_adopt_it_and_adoptin
     message = ready_message(conflict)
     assert f"spec.source.imageId: {image_id}" in message
     assert "another cluster" in message
+    assert ADOPT_FROM_OTHER_CLUSTER in message
     delete_object(kubectl, namespace, "analysts-base")
     assert image_of(cloud, image_id) == before  # left alone, also by the deletion
     conflict_calls = calls_since(cloud, seq)
     record("name conflict, then delete", conflict_calls)
     assert mutating(conflict_calls) == {}
 
-    # Done as the message says.
-    apply(kubectl, namespace, adopting("analysts-base", image_id, labels={"team": "a"}))
+    # Done as the message says: the image ID and the annotation (that cluster's object may be alive).
+    manifest = adopting("analysts-base", image_id, labels={"team": "a"})
+    manifest["metadata"]["annotations"] = {ADOPT_FROM_OTHER_CLUSTER: "true"}
+    apply(kubectl, namespace, manifest)
     obj = wait_ready_at(kubectl, namespace, "analysts-base", 1)
     assert obj["status"]["imageId"] == image_id
     image = image_of(cloud, image_id)
