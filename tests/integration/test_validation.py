@@ -2,15 +2,17 @@
 
 Every case goes through `kubectl apply -f -` against the real kube-apiserver with the generated CRD
 installed: a malformed manifest must be refused with an error whose field path names the offending field
-and, for the rules written in CEL, the rule's own message. The update rules (immutable source and folder)
-apply a valid object first and then the changed one. Positive controls show that valid manifests, up to
-every limit, are accepted, so a CRD that refuses everything cannot pass.
+and, for the rules written in CEL, the rule's own message; a few go through an API create as well. The
+update rules (immutable source and folder) apply a valid object first and then the changed one. Positive
+controls show that valid manifests, up to every limit, are accepted, so a CRD that refuses everything
+cannot pass.
 
 No operator runs here: accepted objects just sit in the API server.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -19,10 +21,20 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import cel
 from desktop_image_operator.api import validation as v
-from desktop_image_operator.api.constants import API_VERSION, CRD_NAME, KIND, OWNER_UID_LABEL
+from desktop_image_operator.api.constants import (
+    API_VERSION,
+    CRD_NAME,
+    GROUP,
+    KIND,
+    OWNER_UID_LABEL,
+    PLURAL,
+    VERSION,
+)
 from tests.support.kube import Kubectl, kubectl_json
 
 pytestmark = pytest.mark.controlplane
@@ -103,6 +115,21 @@ def assert_accepted(kubectl: Kubectl, namespace: str, obj: dict[str, Any]) -> di
     return stored
 
 
+def with_id(field: str, value: str) -> dict[str, Any]:
+    """A manifest whose cloud ID `field` (its path below spec) is `value`, valid otherwise."""
+    if field == "folderId":
+        return manifest(from_compute_image(folderId=value))
+    if field == "source.computeImageId":
+        return manifest({"source": {"computeImageId": value}, "folderId": FOLDER})
+    return manifest({"source": {field.removeprefix("source."): value}})
+
+
+ID_FIELDS = ("source.desktopId", "source.computeImageId", "source.imageId", "folderId")
+# Each would change a REST path (/cloud-desktop/v1/images/{imageId}) or is no ID the cloud gives out.
+BAD_IDS = {"dot": ".", "dot-dot": "..", "dot-dot-slash": "../x", "uppercase": "A", "escape": "%2e"}
+BAD_IDS |= {"slash": "e3v/x", "space": "e3v x", "colon": "e3v:copy", "leading-hyphen": "-e3v"}
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A manifest the API server must refuse, the field path its error must name and, for our CEL rules,
@@ -113,6 +140,12 @@ class Refusal:
     message: str | None = None
     before: dict[str, Any] | None = None
 
+
+ID_REFUSALS = {
+    f"{field.rsplit('.', 1)[-1]}-{kind}": Refusal(with_id(field, value), f"spec.{field}")
+    for field in ID_FIELDS
+    for kind, value in BAD_IDS.items()
+}
 
 CREATE_REFUSALS = {
     # source: exactly one kind, and a folder with a Compute image
@@ -149,8 +182,13 @@ CREATE_REFUSALS = {
     "description-too-long": Refusal(
         manifest(from_desktop(description="d" * (v.DESCRIPTION_MAX_LENGTH + 1))), "spec.description"
     ),
-    # labels: one fewer than the cloud allows, the cloud's key and value rules, the operator's own key
-    "labels-64": Refusal(manifest(from_desktop(labels=many_labels(v.LABELS_MAX_COUNT + 1))), "spec.labels"),
+    # labels: the cloud's 64 less the four ownership labels, the cloud's key and value rules, the operator's
+    # own keys
+    "labels-61": Refusal(
+        manifest(from_desktop(labels=many_labels(v.LABELS_MAX_COUNT + 1))),
+        "spec.labels",
+        "must have at most 60 items",
+    ),
     "label-key-uppercase": Refusal(
         manifest(from_desktop(labels={"Team": "a"})), "spec.labels", cel.LABEL_KEYS_MESSAGE
     ),
@@ -204,6 +242,7 @@ CREATE_REFUSALS = {
     "folder-id-too-long": Refusal(
         manifest(from_compute_image(folderId="b" * (v.CLOUD_ID_MAX_LENGTH + 1))), "spec.folderId"
     ),
+    **ID_REFUSALS,
 }
 
 UPDATE_REFUSALS = {
@@ -268,7 +307,11 @@ ACCEPTED = {
             "labels": {"k" * v.LABEL_KEY_MAX_LENGTH: "v" * v.LABEL_VALUE_MAX_LENGTH},
         }
     ),
-    "labels-63": manifest(from_desktop(labels=many_labels(v.LABELS_MAX_COUNT))),
+    "labels-60": manifest(from_desktop(labels=many_labels(v.LABELS_MAX_COUNT))),
+    "ids-of-lowercase-letters-digits-hyphens-and-underscores": manifest(
+        {"source": {"computeImageId": "fd8abc123def456ghi78"}, "folderId": "b1g-xyz_0123456789"}
+    ),
+    "image-id-starting-with-a-digit": manifest({"source": {"imageId": "0e3vabcdefghijklmnop"}}),
     "name-one-letter": manifest(from_desktop(name="a")),
     "metadata-name-max-length": manifest(from_desktop(), name="a" * v.CLOUD_NAME_MAX_LENGTH),
     "metadata-name-with-dot-and-spec-name": manifest(from_desktop(name=NAME), name="analysts.base"),
@@ -294,6 +337,28 @@ ACCEPTED_UPDATES = {
 @pytest.mark.parametrize("case", CREATE_REFUSALS.values(), ids=CREATE_REFUSALS.keys())
 def test_malformed_manifest_refused(case: Refusal, kubectl: Kubectl, namespace: str) -> None:
     assert_refused(apply(kubectl, namespace, case.obj), case.path, case.message)
+
+
+# The same refusals met through the API rather than kubectl: a controller or a GitOps tool creating objects.
+API_REFUSALS = {
+    name: CREATE_REFUSALS[name]
+    for name in ("imageId-dot", "imageId-dot-dot-slash", "imageId-uppercase", "folderId-dot-dot", "labels-61")
+}
+
+
+@pytest.mark.usefixtures("desktopimage_crd")
+@pytest.mark.parametrize("case", API_REFUSALS.values(), ids=API_REFUSALS.keys())
+def test_malformed_object_refused_by_an_api_create_naming_the_field(
+    case: Refusal, api_client: client.ApiClient, namespace: str
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    with pytest.raises(ApiException) as caught:
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, case.obj)
+    body = caught.value.body
+    assert caught.value.status == 422, body
+    assert body is not None
+    details = json.loads(body)["details"]
+    assert case.path in {cause.get("field") for cause in details["causes"]}, details
 
 
 @pytest.mark.usefixtures("desktopimage_crd")

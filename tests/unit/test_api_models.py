@@ -29,7 +29,12 @@ from desktop_image_operator.api import (
     cel,
 )
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
-from desktop_image_operator.api.validation import CLOUD_NAME_PATTERN
+from desktop_image_operator.api.validation import (
+    CLOUD_ID_PATTERN,
+    CLOUD_NAME_PATTERN,
+    LABELS_MAX_COUNT,
+    OWNERSHIP_LABELS,
+)
 
 FULL_SPEC: dict[str, Any] = {
     "source": {"computeImageId": "fd8abcdefghijklmnopq"},
@@ -153,6 +158,37 @@ def test_source_ids_are_bounded(source: dict[str, str]) -> None:
     refusal(spec_with(source=source, folderId="b1g"))
 
 
+ID_FIELDS = {
+    "spec.source.desktopId": lambda value: spec_with(source={"desktopId": value}),
+    "spec.source.computeImageId": lambda value: spec_with(source={"computeImageId": value}, folderId="b1g"),
+    "spec.source.imageId": lambda value: spec_with(source={"imageId": value}),
+    "spec.folderId": lambda value: spec_with(folderId=value),
+}
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize(
+    "value", ["fd8abc123def456ghi78", "b1gxyz0123456789abcd", "e3v", "0", "a-b_c", "x" * 50]
+)
+def test_cloud_ids_of_lowercase_letters_and_digits_are_accepted(field: str, value: str) -> None:
+    DesktopImageSpec.model_validate(ID_FIELDS[field](value))
+    assert re.fullmatch(CLOUD_ID_PATTERN, value)
+
+
+# Dot segments, separators, escapes, uppercase, whitespace, a leading '-' or '_': none is a cloud ID.
+# (Too long and empty are in test_source_ids_are_bounded.)
+BAD_IDS = [".", "..", "../x", "a/b", "/", "a%2f", "%2e", "A", "Fd8abc", "fd8 abc", " fd8", "fd8\n", "-fd8"]
+BAD_IDS += ["_fd8", "a.b", "e3v:copy", "e3v?x=1"]
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize("value", BAD_IDS)
+def test_cloud_ids_that_could_not_be_a_url_path_segment_are_refused(field: str, value: str) -> None:
+    # The message names the field by its path below spec (pydantic: "source.imageId", "folderId").
+    assert field.removeprefix("spec.") in refusal(ID_FIELDS[field](value))
+    assert not re.fullmatch(CLOUD_ID_PATTERN, value)
+
+
 @pytest.mark.parametrize("name", ["a", "analysts-base", "a1", "x" * 50, "a-b-c-0"])
 def test_good_cloud_names(name: str) -> None:
     assert DesktopImageSpec.model_validate(spec_with(name=name)).name == name
@@ -173,9 +209,12 @@ def test_description_is_at_most_1024_characters() -> None:
     assert "description" in refusal(spec_with(description="x" * 1025))
 
 
-def test_at_most_63_labels_leaving_room_for_the_ownership_label() -> None:
-    DesktopImageSpec.model_validate(spec_with(labels={f"k{i}": "v" for i in range(63)}))
-    assert "labels" in refusal(spec_with(labels={f"k{i}": "v" for i in range(64)}))
+def test_at_most_60_labels_leaving_room_for_the_four_ownership_labels() -> None:
+    assert (LABELS_MAX_COUNT, len(OWNERSHIP_LABELS)) == (60, 4)
+    DesktopImageSpec.model_validate(spec_with(labels={f"k{i}": "v" for i in range(60)}))
+    message = refusal(spec_with(labels={f"k{i}": "v" for i in range(61)}))
+    assert "labels" in message
+    assert "at most 60 items" in message
 
 
 def test_the_ownership_label_is_reserved() -> None:

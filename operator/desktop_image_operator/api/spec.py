@@ -14,7 +14,9 @@ from desktop_image_operator.api.constants import RESERVED_LABEL_PREFIX
 DeletionPolicy = Literal["Delete", "Retain"]
 ManagementPolicy = Literal["Manage", "Observe"]
 
-CloudId = Annotated[str, StringConstraints(min_length=1, max_length=v.CLOUD_ID_MAX_LENGTH)]
+CloudId = Annotated[
+    str, StringConstraints(min_length=1, max_length=v.CLOUD_ID_MAX_LENGTH, pattern=v.CLOUD_ID_PATTERN)
+]
 CloudName = Annotated[
     str, StringConstraints(min_length=1, max_length=v.CLOUD_NAME_MAX_LENGTH, pattern=v.CLOUD_NAME_PATTERN)
 ]
@@ -158,7 +160,8 @@ class DesktopImageSpec(ApiModel):
             f"Labels of the cloud image, at most {v.LABELS_MAX_COUNT}. Keys: 1-{v.LABEL_KEY_MAX_LENGTH} "
             "characters of lowercase letters, digits, '-' and '_', starting with a letter. Values: at most "
             f"{v.LABEL_VALUE_MAX_LENGTH} characters of lowercase letters, digits, '-' and '_'. "
-            "The operator adds its own ownership labels on top of these."
+            f"The operator adds its own {len(v.OWNERSHIP_LABELS)} ownership labels on top of these, within "
+            f"the cloud's limit of {v.CLOUD_LABELS_MAX_COUNT}."
         ),
     )
     deletion_policy: DeletionPolicy | None = Field(

@@ -11,6 +11,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from desktop_image_operator.api.constants import (
+    OWNER_CLUSTER_LABEL,
+    OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    OWNER_UID_LABEL,
+)
+
 # Cloud resource names. Yandex Cloud accepts at most 50 characters for a desktop image name; the pattern is
 # the conservative naming rule shared by most Yandex Cloud resources (lowercase, starts with a letter, no
 # trailing hyphen), so whatever passes here is accepted by the cloud.
@@ -20,13 +27,18 @@ CLOUD_NAME_PATTERN: Final = "^[a-z]([-a-z0-9]{0,48}[a-z0-9])?$"
 # Cloud IDs (desktops, Compute images, folders, images, operations) are short opaque strings; 50 is the
 # limit the Yandex Cloud API reference gives for ID fields.
 CLOUD_ID_MAX_LENGTH: Final = 50
+# Real IDs are lowercase letters and digits ("fd8...", "b1g..."); '-' and '_' are allowed after the first
+# character for safety. An ID becomes a path segment of a REST URL (/cloud-desktop/v1/images/{imageId}), so
+# '.', '/', '%', uppercase and whitespace are refused: "." or ".." would address another resource.
+CLOUD_ID_PATTERN: Final = "^[a-z0-9][-_a-z0-9]*$"
 
 DESCRIPTION_MAX_LENGTH: Final = 1024
 
-# Yandex Cloud label rules (yandex-cloud-api.md). The cloud allows 64 labels; the operator adds its own
-# ownership label, so the spec may hold one fewer.
+# Yandex Cloud label rules (yandex-cloud-api.md). The cloud allows 64 labels; the operator stamps its
+# ownership labels on top of the spec's, so the spec may hold that many fewer.
 CLOUD_LABELS_MAX_COUNT: Final = 64
-LABELS_MAX_COUNT: Final = CLOUD_LABELS_MAX_COUNT - 1
+OWNERSHIP_LABELS: Final = (OWNER_UID_LABEL, OWNER_CLUSTER_LABEL, OWNER_NAMESPACE_LABEL, OWNER_NAME_LABEL)
+LABELS_MAX_COUNT: Final = CLOUD_LABELS_MAX_COUNT - len(OWNERSHIP_LABELS)
 LABEL_KEY_MAX_LENGTH: Final = 63
 LABEL_KEY_PATTERN: Final = "^[a-z][-_0-9a-z]*$"
 LABEL_VALUE_MAX_LENGTH: Final = 63

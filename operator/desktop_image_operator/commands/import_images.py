@@ -63,7 +63,8 @@ def manifests_for(
     for image in sorted(images, key=lambda image: image.name):
         owner = Owner.from_labels(image.labels)
         if owner is not None and owner.cluster == here:
-            skipped.append(f"{image.id} ({image.name}): owned by DesktopImage {owner.namespace}/{owner.name}")
+            where = f"{owner.namespace}/{owner.object_name}"
+            skipped.append(f"{image.id} ({image.name}): owned by DesktopImage {where}")
         elif image.status is ImageStatus.DELETING:
             skipped.append(f"{image.id} ({image.name}): being deleted")
         else:

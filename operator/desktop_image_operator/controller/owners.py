@@ -8,11 +8,19 @@ taken from a live object by mistake; the user sees AdoptionConflict and can act.
 from __future__ import annotations
 
 import logging
+import re
 
+from desktop_image_operator.api.validation import DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.reconciler.ownership import Owner
 
 log = logging.getLogger(__name__)
+
+_OBJECT_NAME = re.compile(DNS_SUBDOMAIN_PATTERN)
+
+
+def _object_name(text: str) -> bool:
+    return len(text) <= DNS_SUBDOMAIN_MAX_LENGTH and _OBJECT_NAME.fullmatch(text) is not None
 
 
 class ClusterOwners:
@@ -20,8 +28,15 @@ class ClusterOwners:
         self._kube = kube
 
     async def exists(self, owner: Owner) -> bool:
+        # The label spells the name's dots as underscores; the API server knows it by the name itself.
+        name = owner.object_name
+        if not (_object_name(owner.namespace) and _object_name(name)):
+            # Labels edited by hand can spell no object ("__" would be "..", a dot segment in the URL):
+            # nothing to ask about, and no clear answer means the image is not taken.
+            log.warning("%s names no possible object; assuming it exists", owner.ref)
+            return True
         try:
-            uid = await self._kube.desktop_image_uid(owner.namespace, owner.name)
+            uid = await self._kube.desktop_image_uid(owner.namespace, name)
         except Exception as error:
             log.warning("cannot tell whether %s exists (%s); assuming it does", owner.ref, error)
             return True

@@ -293,7 +293,7 @@ def _take_over_note(seen: Observation, image: CloudImage, owner: Owner | None) -
         return f"{lead} It was owned by {owner.ref}, which no longer exists."
     if seen_as is Claim.OTHER_CLUSTER and owner is not None:
         return (
-            f"{lead} It was owned by DesktopImage {owner.namespace}/{owner.name} of another cluster "
+            f"{lead} It was owned by DesktopImage {owner.namespace}/{owner.object_name} of another cluster "
             f"({ADOPT_FROM_OTHER_CLUSTER} is set)."
         )
     if seen_as is Claim.PREVIOUS and owner is not None:
@@ -311,7 +311,8 @@ def _adoption_conflict(image: CloudImage, owner: Owner) -> Failure:
 
 def _other_cluster(image: CloudImage, owner: Owner) -> Failure:
     message = (
-        f"Cloud image {image.id} belongs to DesktopImage {owner.namespace}/{owner.name} of another cluster; "
+        f"Cloud image {image.id} belongs to DesktopImage {owner.namespace}/{owner.object_name} of another "
+        "cluster; "
         f"it is not taken over. If that cluster no longer manages it, annotate this object with "
         f'{ADOPT_FROM_OTHER_CLUSTER}: "true" to take it over.'
     )
@@ -328,7 +329,7 @@ def name_conflict(seen: Observation, holder: CloudImage, resource: Resource) -> 
         message = f"{lead}, owned by {owner.ref}. Choose another spec.name."
     elif seen_as is Claim.OTHER_CLUSTER and owner is not None:
         message = (
-            f"{lead}, owned by DesktopImage {owner.namespace}/{owner.name} of another cluster; it is "
+            f"{lead}, owned by DesktopImage {owner.namespace}/{owner.object_name} of another cluster; it is "
             f"left alone. To manage it from this cluster, {adopt_foreign}; otherwise choose another "
             "spec.name."
         )

@@ -89,7 +89,12 @@ class Owner:
 
     @property
     def ref(self) -> str:
-        return f"DesktopImage {self.namespace}/{self.name} (uid {self.uid})"
+        return f"DesktopImage {self.namespace}/{self.object_name} (uid {self.uid})"
+
+    @property
+    def object_name(self) -> str:
+        """The owning object's name as Kubernetes spells it (dots back in place)."""
+        return name_from_label(self.name)
 
     @property
     def name_is_whole(self) -> bool:
