@@ -6,7 +6,9 @@ comes up, and kills it with SIGKILL a random while after each batch and restarts
 (bounded) until all are Ready, then deletes them the same way, batch by batch between kills, and waits
 (bounded) until all are gone. It runs that once per case of a matrix: the fake honouring
 idempotency keys and ignoring them, each with transient faults (UNAVAILABLE and INTERNAL on the
-DesktopImageService and OperationService methods) and optionally without.
+DesktopImageService and OperationService methods) and optionally without. With `--strict-fake` the fake
+refuses copies carrying labels or a description, as a cloud serving only the published schema would: the
+operator must then label its images by Update and stay crash-safe without labels on the copy.
 
 It judges only by what can be seen from outside: the objects' Ready conditions, the cloud's images (each
 carries its object's UID in the owner label) and the fake's request and operation logs. It writes
@@ -95,6 +97,8 @@ class ChaosOptions:
     keys: str = "both"
     copy_seconds: float = 2.0
     operation_seconds: float = 1.5
+    # The fake refuses copies carrying fields the published API pages do not list (labels, description).
+    strict_fake: bool = False
     # Each kill comes this long (uniformly drawn) after the batch of objects applied or deleted when the
     # operator last came up.
     min_uptime: float = 0.5
@@ -180,6 +184,11 @@ def parse(argv: Sequence[str] | None = None) -> ChaosOptions:
     parser.add_argument(
         "--delete-seconds", type=float, default=1.5, help="the fake's delete operation time (default 1.5)"
     )
+    parser.add_argument(
+        "--strict-fake",
+        action="store_true",
+        help="the fake refuses copies carrying labels or a description (the published schema only)",
+    )
     parser.add_argument("--min-uptime", type=float, default=0.5, help="shortest life before a kill (s)")
     parser.add_argument("--max-uptime", type=float, default=4.0, help="longest life before a kill (s)")
     parser.add_argument("--timeout", type=float, default=240.0, help="bound on each phase's final wait (s)")
@@ -200,6 +209,7 @@ def parse(argv: Sequence[str] | None = None) -> ChaosOptions:
         keys=args.keys,
         copy_seconds=args.copy_seconds,
         operation_seconds=args.delete_seconds,
+        strict_fake=args.strict_fake,
         min_uptime=args.min_uptime,
         max_uptime=args.max_uptime,
         converge_timeout=args.timeout,
@@ -306,6 +316,7 @@ def _prepare_cloud(harness: Harness, case: Case, rng: random.Random) -> None:
     cloud.reset()
     cloud.config(
         honorIdempotency=case.honour_keys,
+        strictCopyFields=harness.options.strict_fake,
         copySeconds=harness.options.copy_seconds,
         operationSeconds=harness.options.operation_seconds,
         # Room for every object and for every duplicate a broken operator could make, so none is refused.

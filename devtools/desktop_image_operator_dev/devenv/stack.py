@@ -207,6 +207,7 @@ class FakeCloudChild(Child):
         port: int = 0,
         copy_seconds: float | None = None,
         operation_seconds: float | None = None,
+        strict_copy_fields: bool = False,
     ) -> None:
         self.key_file = workdir / "fake-cloud-key.json"
         argv = [
@@ -217,6 +218,8 @@ class FakeCloudChild(Child):
             argv += ["--copy-seconds", str(copy_seconds)]
         if operation_seconds is not None:
             argv += ["--operation-seconds", str(operation_seconds)]
+        if strict_copy_fields:
+            argv.append("--strict-copy-fields")
         super().__init__(argv, env=child_environment(), log=workdir / "fake-cloud.log")
         self.endpoints = self._launch(
             self._reported_endpoints, interval=0.1, waiting_for="report its endpoints"

@@ -29,7 +29,8 @@ POST   /fake/faults            rule -> 201 rule (see faults.FaultRule)
 DELETE /fake/faults            {"deleted": n}
 DELETE /fake/faults/{id}       {"deleted": 1}
 GET    /fake/config            FakeCloudConfig.to_json()
-POST   /fake/config            some of its fields -> the whole config (e.g. {"honorIdempotency": false})
+POST   /fake/config            some of its fields -> the whole config (e.g. {"honorIdempotency": false},
+                               {"strictCopyFields": true})
 POST   /fake/reset             {"reset": true}; the config stays as it is
 """
 

@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--operation-seconds", type=float, help="how long Update and Delete operations take")
     parser.add_argument(
+        "--strict-copy-fields",
+        action="store_true",
+        help="refuse copies carrying fields the published API pages do not list (labels, description)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the endpoints as one JSON line instead of text"
     )
 
@@ -73,6 +78,8 @@ def _print_text(cloud: FakeCloud, key_path: Path | None) -> None:
         f"  Compute image {cloud.compute_image_id}",
         f"  Service account {cloud.service_account_id}, key {cloud.key_id}",
     ]
+    if cloud.config.strict_copy_fields:
+        lines.append("  Copies carrying labels or a description are refused (--strict-copy-fields)")
     if key_path is not None:
         lines.append(f"  Authorized key written to {key_path}")
     else:
@@ -90,6 +97,7 @@ async def _serve(args: argparse.Namespace) -> int:
         config.copy_seconds = args.copy_seconds
     if args.operation_seconds is not None:
         config.operation_seconds = args.operation_seconds
+    config.strict_copy_fields = args.strict_copy_fields
     cloud = FakeCloud(host=args.host, port=args.port, grpc_port=args.grpc_port, config=config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

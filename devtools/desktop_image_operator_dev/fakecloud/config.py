@@ -20,6 +20,7 @@ _FIELDS: dict[str, tuple[str, Kind]] = {
     "requestLogSize": ("request_log_size", "integer"),
     "honorIdempotency": ("honor_idempotency", "boolean"),
     "listLagSeconds": ("list_lag_seconds", "number"),
+    "strictCopyFields": ("strict_copy_fields", "boolean"),
 }
 
 
@@ -38,6 +39,10 @@ class FakeCloudConfig:
         operator is crash-safe without them.
     list_lag_seconds: how long a new image stays out of List (an index that lags behind accepted copies);
         Get finds it and its name is taken from the start.
+    strict_copy_fields: whether Copy and CopyFromDesktop accept only the fields the published API pages
+        list (folder, name, source): a copy carrying labels or a description is refused with
+        INVALID_ARGUMENT and creates nothing, as a cloud serving only that schema would. Tests then prove
+        the operator still ends with one labelled image per object.
     """
 
     copy_seconds: float = 3.0
@@ -48,6 +53,7 @@ class FakeCloudConfig:
     request_log_size: int = 100_000
     honor_idempotency: bool = True
     list_lag_seconds: float = 0.0
+    strict_copy_fields: bool = False
 
     def to_json(self) -> dict[str, float | int | bool]:
         return {name: getattr(self, attr) for name, (attr, _) in _FIELDS.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from google.rpc import error_details_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_pb2
 from yandex.cloud.clouddesktop.v1 import desktop_image_service_pb2 as service_pb2
@@ -14,7 +16,7 @@ from desktop_image_operator_dev.fakecloud.filters import parse_filter
 from desktop_image_operator_dev.fakecloud.model import ComputeImage, Desktop, Folder, Image
 from desktop_image_operator_dev.fakecloud.paging import page, parse_order_by
 from desktop_image_operator_dev.fakecloud.state import FakeState
-from desktop_image_operator_dev.fakecloud.validation import validate
+from desktop_image_operator_dev.fakecloud.validation import refuse_undocumented_copy_fields, validate
 
 UPDATABLE_FIELDS = ("name", "description", "labels")
 QUOTA_COUNT = "vdi.desktopImages.count"
@@ -57,7 +59,14 @@ class DesktopImageService:
         validate(request)
         return self._state.image(request.image_id).to_proto()
 
-    def copy(self, request: service_pb2.CopyDesktopImageRequest, ctx: CallContext) -> operation_pb2.Operation:
+    def copy(
+        self,
+        request: service_pb2.CopyDesktopImageRequest,
+        ctx: CallContext,
+        *,
+        sent: Collection[str] | None = None,
+    ) -> operation_pb2.Operation:
+        self._check_copy_fields(request, sent)
         validate(request)
         replayed = self._replay(ctx, model.COPY)
         if replayed is not None:
@@ -67,8 +76,13 @@ class DesktopImageService:
         return self._copy(ctx, model.COPY, folder, request, source)
 
     def copy_from_desktop(
-        self, request: service_pb2.CopyFromDesktopRequest, ctx: CallContext
+        self,
+        request: service_pb2.CopyFromDesktopRequest,
+        ctx: CallContext,
+        *,
+        sent: Collection[str] | None = None,
     ) -> operation_pb2.Operation:
+        self._check_copy_fields(request, sent)
         validate(request)
         replayed = self._replay(ctx, model.COPY_FROM_DESKTOP)
         if replayed is not None:
@@ -125,6 +139,17 @@ class DesktopImageService:
         return self._start(ctx, model.DELETE, image, self._state.config.operation_seconds)
 
     # Helpers
+
+    def _check_copy_fields(
+        self,
+        request: service_pb2.CopyDesktopImageRequest | service_pb2.CopyFromDesktopRequest,
+        sent: Collection[str] | None,
+    ) -> None:
+        """With strictCopyFields, refuse what the published schema lacks before any value is checked, as
+        a server whose request schema forbids extra properties does; nothing is created or remembered
+        under the call's idempotency key."""
+        if self._state.config.strict_copy_fields:
+            refuse_undocumented_copy_fields(request, sent)
 
     def _replay(self, ctx: CallContext, kind: model.OperationKind) -> operation_pb2.Operation | None:
         """The operation an earlier call with the same Idempotency-Key started, if any."""

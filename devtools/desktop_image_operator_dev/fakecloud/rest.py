@@ -31,6 +31,7 @@ from desktop_image_operator_dev.fakecloud.protojson import (
     to_json,
 )
 from desktop_image_operator_dev.fakecloud.tokens import IamTokenService, MetadataTokenService
+from desktop_image_operator_dev.fakecloud.validation import json_field_names
 
 T = TypeVar("T")
 
@@ -71,6 +72,12 @@ def _ids(request_id: str, trace_id: str) -> dict[str, str]:
 
 def _snake_case(path: str) -> str:
     return _CAMEL.sub(lambda match: "_" + match[1].lower(), path.strip())
+
+
+def _sent_fields(body: object, message: Message) -> list[str]:
+    """Every field the JSON body names, also one sent empty (`"labels": {}`), which the parsed message
+    cannot show."""
+    return json_field_names(body, message.DESCRIPTOR) if isinstance(body, Mapping) else []
 
 
 def _update_request(raw: bytes, image_id: str) -> service_pb2.UpdateDesktopImageRequest:
@@ -151,7 +158,9 @@ class RestApi:
         raw = await request.read()
 
         def handler(ctx: CallContext) -> Message:
-            return self._images.copy(from_json(decode_body(raw), service_pb2.CopyDesktopImageRequest), ctx)
+            body = decode_body(raw)
+            message = from_json(body, service_pb2.CopyDesktopImageRequest)
+            return self._images.copy(message, ctx, sent=_sent_fields(body, message))
 
         return await self._serve(request, methods.COPY, handler)
 
@@ -159,8 +168,9 @@ class RestApi:
         raw = await request.read()
 
         def handler(ctx: CallContext) -> Message:
-            message = from_json(decode_body(raw), service_pb2.CopyFromDesktopRequest)
-            return self._images.copy_from_desktop(message, ctx)
+            body = decode_body(raw)
+            message = from_json(body, service_pb2.CopyFromDesktopRequest)
+            return self._images.copy_from_desktop(message, ctx, sent=_sent_fields(body, message))
 
         return await self._serve(request, methods.COPY_FROM_DESKTOP, handler)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Collection, Mapping
 from typing import cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -175,3 +176,35 @@ def validate(message: Message, prefix: str = "") -> None:
     for field in _nested_fields(descriptor):
         if message.HasField(field.name):
             validate(getattr(message, field.name), prefix + field.name + ".")
+
+
+# The fields the published API pages list for each copy request. A cloud that serves only that schema
+# (the REST page says `additionalProperties: false`) refuses anything else.
+DOCUMENTED_COPY_FIELDS: dict[str, tuple[str, ...]] = {
+    "yandex.cloud.clouddesktop.v1.api.CopyDesktopImageRequest": ("folder_id", "name", "image_id"),
+    "yandex.cloud.clouddesktop.v1.api.CopyFromDesktopRequest": ("folder_id", "name", "desktop_id"),
+}
+
+
+def json_field_names(body: Mapping[str, object], descriptor: Descriptor) -> list[str]:
+    """The proto names of the fields a JSON body carries, present even when empty (a key the message
+    does not know stays as it was sent)."""
+    by_json_name = {field.json_name: field.name for field in descriptor.fields}
+    return [by_json_name.get(key, key) for key in body]
+
+
+def refuse_undocumented_copy_fields(request: Message, sent: Collection[str] | None = None) -> None:
+    """INVALID_ARGUMENT naming every field of a copy request that the published pages do not list.
+
+    `sent` are the fields the request carried as the transport saw them (REST: every key of the body).
+    Without it the message's set fields count: proto3 cannot tell an empty field from an absent one.
+    """
+    documented = DOCUMENTED_COPY_FIELDS[request.DESCRIPTOR.full_name]
+    present = sent if sent is not None else [field.name for field, _ in request.ListFields()]
+    unknown = sorted(set(present) - set(documented))
+    if unknown:
+        noun = "field" if len(unknown) == 1 else "fields"
+        raise _invalid(
+            ", ".join(unknown),
+            f"unknown {noun}; {request.DESCRIPTOR.name} takes only {', '.join(documented)}",
+        )

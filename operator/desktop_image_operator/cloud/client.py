@@ -3,13 +3,14 @@ the session's limits, retries of transient errors, metrics, and following operat
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from desktop_image_operator.cloud.backoff import Backoff
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
@@ -53,6 +54,47 @@ class OperationPolling:
     not_found_tolerance: int = 3
 
 
+class CopyFields:
+    """Whether copy requests may carry labels and description, beyond the fields the published API pages
+    list. One per session, shared by its clients: whether the cloud accepts them is the cloud's trait,
+    not a credential's."""
+
+    def __init__(self, mode: Literal["extended", "documented"] = "extended") -> None:
+        self._carry = mode == "extended"
+
+    @property
+    def carry(self) -> bool:
+        return self._carry
+
+    def refused(self) -> None:
+        """The cloud refused them: from now on every copy goes out with the documented fields only."""
+        self._carry = False
+
+
+def documented_only(request: CopyRequest) -> CopyRequest:
+    """The copy without the fields the published API pages do not list (labels, description)."""
+    return dataclasses.replace(request, labels={}, description="")
+
+
+def documented_key(idempotency_key: str) -> str:
+    """The idempotency key of a copy sent with the documented fields only, derived from the original's.
+
+    Not the original key: a cloud that honours keys may keep a refused call's answer under its key (and
+    answer the bare copy with the same refusal) or refuse a key reused with another body. Derived, not
+    random: a repeat of the same logical copy (a retry, a restarted operator) sends the same bare key and
+    gets the operation the first bare copy started instead of a second image.
+    """
+    try:
+        namespace = uuid.UUID(idempotency_key)
+    except ValueError:
+        namespace = uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key)
+    return str(uuid.uuid5(namespace, "documented"))
+
+
+def _carries_extended_fields(request: CopyRequest) -> bool:
+    return bool(request.labels) or bool(request.description)
+
+
 def name_filter(name: str) -> str:
     """The List filter selecting exactly `name` (quotes and backslashes escaped)."""
     escaped = name.replace("\\", "\\\\").replace('"', '\\"')
@@ -74,8 +116,10 @@ class ManagedClient:
         rng: random.Random | None = None,
         gate: CallGate | None = None,
         observe_request: RequestObserver = unobserved,
+        copy_fields: CopyFields | None = None,
     ) -> None:
         self._transport = transport
+        self._copy_fields = copy_fields or CopyFields()
         self._observe_request = observe_request
         self._gate = gate
         self.token_source = token_source
@@ -89,6 +133,14 @@ class ManagedClient:
         return f"ManagedClient(transport={self._transport!r}, token_source={self.token_source!r})"
 
     # --- the DesktopImageClient interface -----------------------------------------------------------------
+
+    @property
+    def copies_carry_labels(self) -> bool:
+        """Whether a copy's image is born with the request's labels. False when the settings say
+        "documented" or once this session's cloud refused them: an image then has no ownership labels
+        until an Update stamps them, so finding it again after a crash rests on the operation record, the
+        image's name and its creation time."""
+        return self._copy_fields.carry
 
     async def get_image(self, image_id: str) -> CloudImage:
         _require("image_id", image_id)
@@ -121,7 +173,35 @@ class ManagedClient:
         raise CloudError(Code.INTERNAL, f"List did not end within {MAX_LIST_PAGES} pages")
 
     async def copy(self, request: CopyRequest, *, idempotency_key: str) -> CloudOperation:
+        """Start the copy. Labels and description go along unless this cloud is known to refuse them;
+        a first refusal (INVALID_ARGUMENT) sends the copy again at once with the documented fields only."""
         _require("idempotency_key", idempotency_key)
+        if not _carries_extended_fields(request):
+            return await self._send_copy(request, idempotency_key)
+        if not self._copy_fields.carry:
+            return await self._send_copy(documented_only(request), documented_key(idempotency_key))
+        try:
+            return await self._send_copy(request, idempotency_key)
+        except CloudError as exc:
+            if exc.code is not Code.INVALID_ARGUMENT:
+                raise
+            refusal = exc
+        return await self._copy_documented_after(refusal, request, idempotency_key)
+
+    async def _copy_documented_after(
+        self, refusal: CloudError, request: CopyRequest, idempotency_key: str
+    ) -> CloudOperation:
+        log.warning(
+            "cloud refused a copy carrying labels or description; sending it with the documented fields only",
+            extra={"code": refusal.code.name, "request_id": refusal.request_id, "reason": refusal.message},
+        )
+        operation = await self._send_copy(documented_only(request), documented_key(idempotency_key))
+        # Remembered only now: the same copy without those fields was accepted, so they were what the
+        # cloud refused (a bare copy refused as well means something else is wrong, and that error rises).
+        self._copy_fields.refused()
+        return operation
+
+    async def _send_copy(self, request: CopyRequest, idempotency_key: str) -> CloudOperation:
         method = METHOD_COPY_FROM_DESKTOP if request.from_desktop else METHOD_COPY
         return await self._call(
             method, lambda ctx: self._transport.copy(ctx, request), idempotency_key=idempotency_key

@@ -10,7 +10,7 @@ import httpx
 
 from desktop_image_operator import __version__
 from desktop_image_operator.cloud.backoff import Backoff
-from desktop_image_operator.cloud.client import ManagedClient, OperationPolling
+from desktop_image_operator.cloud.client import CopyFields, ManagedClient, OperationPolling
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.registry import TokenSourceRegistry
 from desktop_image_operator.cloud.credentials.sources import TokenSource
@@ -65,6 +65,8 @@ class CloudSession:
             ),
             timeout=settings.operation_timeout_seconds,
         )
+        # Shared by every client of the session: one refusal of labels on copies holds for all of them.
+        self._copy_fields = CopyFields(settings.copy_fields)
 
     def __repr__(self) -> str:
         return f"CloudSession(transport={self.settings.transport!r}, open={self._http is not None})"
@@ -185,6 +187,7 @@ class CloudSession:
             rng=self._rng,
             gate=self._gate,
             observe_request=self._observe_request,
+            copy_fields=self._copy_fields,
         )
 
 

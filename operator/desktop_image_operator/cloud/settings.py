@@ -34,6 +34,15 @@ class CloudSettings(BaseModel):
         "operation.api.cloud.yandex.net:443", description="Operation service gRPC target (host:port)."
     )
     grpc_insecure: bool = Field(False, description="Plaintext gRPC (only for a local fake on loopback).")
+    copy_fields: Literal["extended", "documented"] = Field(
+        "extended",
+        description=(
+            "What a copy request carries. extended: labels and description too, and the documented fields "
+            "only once the cloud refuses them (INVALID_ARGUMENT), remembered for the session; documented: "
+            "only the fields the published API pages list (folder, name, source), never labels or "
+            "description."
+        ),
+    )
 
     max_concurrency: int = Field(
         8, ge=1, le=1000, description="Cloud calls in flight at once, all objects together."

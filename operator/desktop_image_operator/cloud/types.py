@@ -103,6 +103,13 @@ class DesktopImageClient(Protocol):
     the same key returns the same operation instead of doing the work twice.
     """
 
+    @property
+    def copies_carry_labels(self) -> bool:
+        """Whether `copy` sends the request's labels and description. False when the settings say so or
+        once the cloud refused them: a new image then has no ownership labels until an Update stamps
+        them, and crash safety rests on the operation record, the name and the creation time."""
+        ...
+
     async def get_image(self, image_id: str) -> CloudImage: ...
 
     async def find_images(self, folder_id: str, name: str | None = None) -> list[CloudImage]:

@@ -46,6 +46,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--desktop-grpc-target", ("cloud", "desktop_grpc_target"), "Cloud Desktop gRPC host:port"),
     Option("--operation-grpc-target", ("cloud", "operation_grpc_target"), "Operation service gRPC host:port"),
     Option("--grpc-insecure", ("cloud", "grpc_insecure"), "plaintext gRPC (a local fake only)", "bool"),
+    Option(
+        "--copy-fields",
+        ("cloud", "copy_fields"),
+        "extended (default): copies carry labels and description until the cloud refuses them; "
+        "documented: never",
+    ),
     Option("--max-concurrency", ("cloud", "max_concurrency"), "cloud calls in flight at once", "int"),
     Option("--requests-per-second", ("cloud", "requests_per_second"), "average cloud request rate", "float"),
     Option("--max-attempts", ("cloud", "max_attempts"), "tries per cloud call on transient errors", "int"),
