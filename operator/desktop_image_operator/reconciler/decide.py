@@ -125,13 +125,12 @@ def _take_over(
     owner: Owner | None,
 ) -> Decision:
     """Stamp this object's ownership labels (and the spec's fields) on the image, once it is ACTIVE."""
-    note = _take_over_note(seen, image, owner)
     if image.status is not ImageStatus.ACTIVE:
-        return Decision(_not_active(image, outside=seen.found is Found.SPEC), keep=image, adopted=note)
+        return Decision(_not_active(image, outside=seen.found is Found.SPEC), keep=image)
     mask = tuple(DesiredImage.of(resource, seen.me).mask(image)) or ("labels",)
     if (wait := _retry_not_due(resource, "Update", now, timing)) is not None:
         return Decision(wait, keep=image)
-    return Decision(Update(image, mask, owner), keep=image, adopted=note)
+    return Decision(Update(image, mask, owner), keep=image, adopted=_take_over_note(seen, image, owner))
 
 
 def _converge(
