@@ -29,7 +29,7 @@ from desktop_image_operator.reconciler.decide import decide, decide_release
 from desktop_image_operator.reconciler.observation import Found, Observation, OperationView
 from desktop_image_operator.reconciler.outcome import Result
 from desktop_image_operator.reconciler.ownership import Owner
-from desktop_image_operator.reconciler.resource import Resource
+from desktop_image_operator.reconciler.resource import Policies, Resource
 from desktop_image_operator.reconciler.timing import Timing
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -249,3 +249,21 @@ def test_deletion_waits_for_a_running_operation_before_touching_the_image() -> N
     ).action
     assert isinstance(action, Poll)
     assert action.reason == r.DELETING
+
+
+# -- operator-wide defaults ---------------------------------------------------------------------------
+
+
+def test_operator_wide_defaults_apply_only_where_the_spec_is_silent() -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "base", "namespace": "team-a", "uid": UID},
+        "spec": {"source": {"desktopId": "e3vdesktop"}},
+    }
+    cautious = Policies(deletion="Retain", management="Observe")
+    silent = Resource.from_body(body, cautious)
+    assert silent.observe_only
+    assert silent.retains_image
+    body["spec"].update(managementPolicy="Manage", deletionPolicy="Delete")
+    spoken = Resource.from_body(body, cautious)
+    assert not spoken.observe_only
+    assert not spoken.retains_image

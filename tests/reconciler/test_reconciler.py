@@ -563,3 +563,35 @@ async def test_objects_created_together_share_one_listing_of_their_folder(s: Sta
         assert (await s.reconcile()).result is Result.PROGRESSING
     assert (await s.calls())["DesktopImageService.List"] == 1
     assert len(await s.images()) == 5
+
+
+# --- labels set by others ----------------------------------------------------------------------------------
+
+
+async def test_a_label_added_behind_the_operator_s_back_survives_while_its_own_labels_are_restored(
+    s: Stand,
+) -> None:
+    s.use(manifest(labels={"team": "a"}))
+    assert (await s.settle()).result is Result.READY
+    [image] = await s.images()
+    await s.change_image(image["id"], labels={**image["labels"], "team": "b", "cost-center": "42"})
+
+    assert (await s.settle()).result is Result.READY
+    [image] = await s.images()
+    assert image["labels"]["team"] == "a"  # the spec's label: restored
+    assert image["labels"]["cost-center"] == "42"  # someone else's: left alone
+    assert s.body["status"]["imageLabels"] == image["labels"]
+
+
+async def test_a_label_dropped_from_the_spec_is_removed_only_because_the_operator_set_it(s: Stand) -> None:
+    s.use(manifest(labels={"team": "a", "tier": "gold"}))
+    assert (await s.settle()).result is Result.READY
+    [image] = await s.images()
+    await s.change_image(image["id"], labels={**image["labels"], "cost-center": "42"})
+    s.change_spec(labels={"team": "a"})
+
+    assert (await s.settle()).result is Result.READY
+    [image] = await s.images()
+    assert "tier" not in image["labels"]
+    assert image["labels"]["cost-center"] == "42"
+    assert "tier" not in s.body["status"]["appliedLabels"]

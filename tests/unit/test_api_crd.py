@@ -188,7 +188,8 @@ def test_strings_maps_and_lists_are_bounded(root: Schema) -> None:
 
 def test_defaults_are_valid_values(root: Schema) -> None:
     defaults = {path: node["default"] for path, node in walk(root) if "default" in node}
-    assert defaults == {".spec.managementPolicy": "Manage", ".spec.credentialsRef.key": "key.json"}
+    # No default for the policies: an unset one takes the operator-wide default.
+    assert defaults == {".spec.credentialsRef.key": "key.json"}
     assert "Delete" in at(root, "spec.deletionPolicy")["enum"]
     key = at(root, "spec.credentialsRef.key")
     assert re.fullmatch(key["pattern"], "key.json")
@@ -244,6 +245,7 @@ def test_status_fields(root: Schema) -> None:
         "imageDescription",
         "imageLabels",
         "matchesSpec",
+        "appliedLabels",
         "firstReadyAt",
         "lastEvent",
     }

@@ -86,16 +86,19 @@ def test_minimal_spec_from_a_desktop_takes_the_defaults() -> None:
     assert spec.folder_id is None
     assert spec.name is None
     assert spec.deletion_policy is None
-    assert spec.effective_deletion_policy == "Delete"
-    assert spec.management_policy == "Manage"
+    assert spec.effective_deletion_policy() == "Delete"
+    assert spec.management_policy is None  # the operator's default applies
+    assert spec.effective_management_policy() == "Manage"
+    assert spec.effective_management_policy("Observe") == "Observe"
+    assert spec.effective_deletion_policy("Retain") == "Retain"
     assert spec.credentials_ref is None
 
 
 def test_an_adopted_image_is_retained_unless_the_manifest_says_delete() -> None:
     adopted = DesktopImageSpec.model_validate({"source": {"imageId": "e3w"}})
-    assert adopted.effective_deletion_policy == "Retain"
+    assert adopted.effective_deletion_policy() == "Retain"
     told = DesktopImageSpec.model_validate({"source": {"imageId": "e3w"}, "deletionPolicy": "Delete"})
-    assert told.effective_deletion_policy == "Delete"
+    assert told.effective_deletion_policy() == "Delete"
 
 
 def test_an_adopted_image_takes_no_folder() -> None:
@@ -121,7 +124,6 @@ def test_snake_case_names_work_in_python_and_dump_as_camel_case() -> None:
     assert spec.model_dump(by_alias=True, exclude_none=True) == {
         "source": {"computeImageId": "fd8x"},
         "folderId": "b1g",
-        "managementPolicy": "Manage",
         "credentialsRef": {"name": "key", "key": "key.json"},
     }
 

@@ -122,7 +122,7 @@ def test_no_manifest_asks_for_the_image_to_be_deleted_with_its_object() -> None:
     [manifest] = imported(image("precious")).manifests
     spec = DesktopImageSpec.model_validate(manifest["spec"])
     assert spec.deletion_policy is None
-    assert spec.effective_deletion_policy == "Retain"
+    assert spec.effective_deletion_policy() == "Retain"
 
 
 # -- the printed YAML ---------------------------------------------------------------------------------------

@@ -168,17 +168,19 @@ class DesktopImageSpec(ApiModel):
         None,
         description=(
             "What happens to the cloud image when this object is deleted: Delete deletes it, Retain leaves "
-            "it in the cloud. Defaults to Delete for a copied image and to Retain for an adopted one "
-            "(source.imageId): the operator deletes an image it did not create only when told to."
+            "it in the cloud. When unset: the operator's default (--default-deletion-policy) if it has one, "
+            "else Delete for a copied image and Retain for an adopted one (source.imageId): the operator "
+            "deletes an image it did not create only when told to."
         ),
     )
-    management_policy: ManagementPolicy = Field(
-        "Manage",
+    management_policy: ManagementPolicy | None = Field(
+        None,
         description=(
-            "Manage (the default): the operator creates or adopts the image and keeps it as the spec says. "
-            "Observe: the operator only reads the image (source.imageId, or the one it found before) and "
-            "mirrors it into status; it makes no change in the cloud, stamps no label and never deletes it. "
-            "Switching to Manage later adopts the image."
+            "Manage: the operator creates or adopts the image and keeps it as the spec says. Observe: the "
+            "operator only reads the image (source.imageId, or the one it found before) and mirrors it into "
+            "status; it makes no change in the cloud, stamps no label and never deletes it. Switching to "
+            "Manage later adopts the image. When unset: the operator's default "
+            "(--default-management-policy), Manage unless configured."
         ),
     )
     credentials_ref: CredentialsRef | None = Field(
@@ -197,8 +199,13 @@ class DesktopImageSpec(ApiModel):
             raise ValueError(cel.FOLDER_WITH_IMAGE_MESSAGE)
         return self
 
-    @property
-    def effective_deletion_policy(self) -> DeletionPolicy:
+    def effective_deletion_policy(self, default: DeletionPolicy | None = None) -> DeletionPolicy:
+        """The policy in force: the spec's, else the operator-wide `default`, else by the source."""
         if self.deletion_policy is not None:
             return self.deletion_policy
+        if default is not None:
+            return default
         return "Retain" if self.source.image_id is not None else "Delete"
+
+    def effective_management_policy(self, default: ManagementPolicy = "Manage") -> ManagementPolicy:
+        return self.management_policy or default

@@ -29,6 +29,11 @@ Int64 = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
 ObservedId = Annotated[str, StringConstraints(max_length=v.CLOUD_ID_MAX_LENGTH)]
 # Label values as the cloud returned them: bounded, never refused for their characters.
 ObservedLabel = Annotated[str, StringConstraints(max_length=v.LABEL_VALUE_MAX_LENGTH)]
+ObservedLabelKey = Annotated[
+    str,
+    StringConstraints(max_length=v.LABEL_KEY_MAX_LENGTH),
+    Field(description="Key of a label the operator set on the cloud image."),
+]
 
 
 class Condition(ApiModel):
@@ -163,6 +168,14 @@ class DesktopImageStatus(ApiModel):
             "Whether the cloud image's name, description and labels match the spec as last read. Under "
             "managementPolicy Observe it says whether the image that Ready reports on is the one the spec "
             "describes; under Manage a difference is corrected."
+        ),
+    )
+    applied_labels: list[ObservedLabelKey] | None = Field(
+        None,
+        max_length=v.CLOUD_LABELS_MAX_COUNT,
+        description=(
+            "Keys of the image labels the operator set (the spec's and its ownership labels). It removes a "
+            "label only if it set it; labels set by anyone else are left alone."
         ),
     )
     first_ready_at: Timestamp | None = Field(

@@ -74,6 +74,22 @@ OPTIONS: tuple[Option, ...] = (
         "float",
     ),
     Option("--resync-seconds", ("resync_seconds",), "period of the drift check of Ready objects", "float"),
+    Option(
+        "--min-resync-seconds",
+        ("min_resync_seconds",),
+        "the shortest resync period an object's clouddesktop.yc.io/resync-seconds annotation may ask for",
+        "float",
+    ),
+    Option(
+        "--default-deletion-policy",
+        ("default_deletion_policy",),
+        "Delete or Retain for objects whose spec.deletionPolicy is unset (default: by source)",
+    ),
+    Option(
+        "--default-management-policy",
+        ("default_management_policy",),
+        "Manage or Observe for objects whose spec.managementPolicy is unset (default: Manage)",
+    ),
     Option("--retry-base-seconds", ("retry_base_seconds",), "first delay after a transient failure", "float"),
     Option("--retry-cap-seconds", ("retry_cap_seconds",), "longest delay after transient failures", "float"),
     Option(

@@ -30,6 +30,7 @@ import kopf
 from desktop_image_operator.api import CONDITION_READY
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.resync import resync_of
 from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.scheduler import Scheduler
 from desktop_image_operator.controller.secret_guard import SecretGuard
@@ -40,7 +41,7 @@ from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
-from desktop_image_operator.reconciler.resource import InvalidObject, Resource
+from desktop_image_operator.reconciler.resource import InvalidObject, Policies, Resource
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class Controller:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self._policies = Policies(settings.default_deletion_policy, settings.default_management_policy)
         self._reconciler = reconciler
         self._credentials = credentials
         self._kube = kube
@@ -224,7 +226,12 @@ class Controller:
         healthy = outcome.result in (Result.READY, Result.PAUSED, Result.PROGRESSING)
         state.failures = 0 if healthy else state.failures + 1
         state.delay = next_delay(
-            outcome.result, state.failures, self.settings, self._rng, outcome.requeue_after
+            outcome.result,
+            state.failures,
+            self.settings,
+            self._rng,
+            outcome.requeue_after,
+            resync_of(body, self.settings).seconds,
         )
         if outcome.result is Result.PROGRESSING:
             self._polling.add(uid)
@@ -244,8 +251,10 @@ class Controller:
 
     async def _reconcile(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
         write, events = self._writer(body, state), KopfEvents(body)
+        if (problem := resync_of(body, self.settings).problem) is not None:
+            events.warning("InvalidAnnotation", problem)
         try:
-            resource = Resource.from_body(body)
+            resource = Resource.from_body(body, self._policies)
         except InvalidObject as error:
             # The API server's schema refuses such objects; only a schema older than the operator lets one in.
             events.warning(c.INVALID_SPEC, str(error))
@@ -290,7 +299,7 @@ class Controller:
     async def _finalize(self, body: Mapping[str, Any], state: ObjectState) -> Outcome:
         write, events = self._writer(body, state), KopfEvents(body)
         try:
-            resource = Resource.from_body(body)
+            resource = Resource.from_body(body, self._policies)
         except InvalidObject as error:
             return self._release_invalid(body, events, error)
         outcome = await self._finalize_resource(resource, write, events)
@@ -368,7 +377,7 @@ class Controller:
         """
         if not _settled(body):
             return 0.0
-        return self._rng.uniform(0.0, self.settings.resync_seconds)
+        return self._rng.uniform(0.0, resync_of(body, self.settings).seconds)
 
     def _schedule(self, uid: str, delay: float) -> None:
         if self._scheduler is not None:

@@ -15,17 +15,20 @@ def next_delay(
     settings: RunSettings,
     rng: random.Random,
     requeue_after: float | None = None,
+    resync_seconds: float | None = None,
 ) -> float:
     """Seconds until the next reconcile; `failures` counts consecutive failed runs including this one.
 
     `requeue_after` is the reconciler's own choice (a poll of a running operation, a retry that falls due);
-    it gets a little jitter so that objects started together do not poll together.
+    it gets a little jitter so that objects started together do not poll together. `resync_seconds` is the
+    object's own period (its annotation), else the operator's.
     """
     if requeue_after is not None:
         return max(0.05, requeue_after) * (1 + rng.uniform(0, settings.resync_jitter))
     # Jitter only lengthens the period: objects first looked at anywhere in a period (after a restart,
     # or created together) are never read twice within one, however early their first look fell.
-    resync = settings.resync_seconds * (1 + rng.uniform(0, settings.resync_jitter))
+    period = settings.resync_seconds if resync_seconds is None else resync_seconds
+    resync = period * (1 + rng.uniform(0, settings.resync_jitter))
     if result is Result.TRANSIENT_ERROR:
         backoff = Backoff(
             base=settings.retry_base_seconds, cap=max(settings.retry_cap_seconds, settings.retry_base_seconds)

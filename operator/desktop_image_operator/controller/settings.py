@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from desktop_image_operator.api.spec import DeletionPolicy, ManagementPolicy
 from desktop_image_operator.cloud.settings import CloudSettings
 
 
@@ -24,6 +25,24 @@ class RunSettings(BaseModel):
     )
     resync_seconds: float = Field(
         600.0, gt=0, description="How often a Ready object is checked against the cloud."
+    )
+    min_resync_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "The shortest resync period an object may ask for with its resync-seconds annotation: "
+            "a floor, so no object can make the operator poll the cloud in a loop."
+        ),
+    )
+    default_deletion_policy: DeletionPolicy | None = Field(
+        None,
+        description=(
+            "Applied to objects whose spec.deletionPolicy is unset; default: Delete for a copied image, "
+            "Retain for an adopted one."
+        ),
+    )
+    default_management_policy: ManagementPolicy = Field(
+        "Manage", description="Applied to objects whose spec.managementPolicy is unset."
     )
     resync_jitter: float = Field(
         0.1,

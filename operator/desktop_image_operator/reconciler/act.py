@@ -105,6 +105,7 @@ async def _copy(run: Run, cloud: DesktopImageClient, seen: Observation, folder_i
     resource, status = run.resource, run.status
     key = naming.copy_key(resource.uid, status.operation_id)  # unchanged by Sent: a re-send repeats it
     before = status.operation
+    status.applied_labels = DesiredImage.of(resource, run.me).applied_keys(status.applied_labels)
     await run.sent("Copy")
     try:
         operation = await cloud.copy(_copy_request(run, folder_id), idempotency_key=key)
@@ -185,11 +186,12 @@ async def _update(
             mask=mask,
             name=desired.name,
             description=desired.description,
-            labels=desired.labels,
+            labels=desired.labels_for(fresh),
             idempotency_key=key,
         ),
     )
     run.mirror(fresh)
+    run.status.applied_labels = desired.applied_keys(run.status.applied_labels)
     message = f"Updating {', '.join(mask)} of cloud image {fresh.id} ({operation.id})."
     run.events.normal("UpdateStarted", message)
     return await run.started("Update", operation.id, message)

@@ -4,6 +4,9 @@ from desktop_image_operator.api import GROUP
 
 PAUSED = f"{GROUP}/paused"
 FINALIZER = f"{GROUP}/finalizer"
+# Seconds between drift checks of this object once Ready, instead of the operator's resync period (not
+# below its floor, --min-resync-seconds).
+RESYNC_SECONDS = f"{GROUP}/resync-seconds"
 # "true" lets an object take over an image whose ownership labels name an object of another cluster (one
 # that cluster no longer manages): never done without it, since that object may be alive there.
 ADOPT_FROM_OTHER_CLUSTER = f"{GROUP}/adopt-from-other-cluster"

@@ -14,15 +14,33 @@ from desktop_image_operator.reconciler.resource import Resource
 
 @dataclass(frozen=True)
 class DesiredImage:
+    """The image as the spec wants it. Of the labels, the operator owns only its ownership labels and the
+    spec's: labels someone else set (in the console, by another tool) are left as they are, and a label
+    the operator set earlier is removed only when the spec no longer has it (`released`)."""
+
     name: str
     description: str
+    # The labels the operator sets: the spec's and its ownership labels.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Keys the operator set before (status.appliedLabels) that the spec no longer has.
+    released: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, resource: Resource, owner: Owner) -> DesiredImage:
         labels = dict(resource.spec.labels or {})
         labels.update(owner.labels())
-        return cls(name=resource.image_name, description=resource.spec.description or "", labels=labels)
+        released = frozenset(resource.status.applied_labels or ()) - labels.keys()
+        return cls(
+            name=resource.image_name,
+            description=resource.spec.description or "",
+            labels=labels,
+            released=released,
+        )
+
+    def labels_for(self, image: CloudImage) -> dict[str, str]:
+        """The image's labels as they should be: others' kept, ours set, ours no longer wanted gone."""
+        kept = {k: v for k, v in image.labels.items() if k not in self.released and k not in self.labels}
+        return {**kept, **self.labels}
 
     def mask(self, image: CloudImage) -> list[str]:
         """The Update field mask: the fields whose cloud value differs, in a stable order."""
@@ -31,16 +49,21 @@ class DesiredImage:
             changed.append("name")
         if image.description != self.description:
             changed.append("description")
-        if dict(image.labels) != dict(self.labels):
+        if self.labels_for(image) != dict(image.labels):
             changed.append("labels")
         return changed
 
     def change_digest(self, image: CloudImage, mask: list[str]) -> str:
         """Identifies one change of one observed state, for a deterministic idempotency key."""
-        wanted = {"name": self.name, "description": self.description, "labels": dict(self.labels)}
+        wanted = {"name": self.name, "description": self.description, "labels": self.labels_for(image)}
         seen = {"name": image.name, "description": image.description, "labels": dict(image.labels)}
         payload = json.dumps({"mask": mask, "to": wanted, "from": seen}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def applied_keys(self, before: list[str] | None) -> list[str]:
+        """status.appliedLabels once these labels are sent: what was applied before stays recorded until
+        an image is seen to match (a crash in between must still let a removed key be removed)."""
+        return sorted(set(before or ()) | self.labels.keys())
 
 
 def observed_differences(resource: Resource, image: CloudImage) -> list[str]:

@@ -10,11 +10,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from desktop_image_operator.api import DesktopImageSpec, DesktopImageStatus
+from desktop_image_operator.api.spec import DeletionPolicy, ManagementPolicy
 from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER, PAUSED
 
 
 class InvalidObject(Exception):
     """The object cannot be parsed; the API server's schema should have refused it."""
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Operator-wide defaults for what an object's spec leaves unset."""
+
+    deletion: DeletionPolicy | None = None  # None: Delete for a copied image, Retain for an adopted one
+    management: ManagementPolicy = "Manage"
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class Resource:
     paused: bool
     created_at: datetime | None = None
     adopts_from_other_cluster: bool = False
+    policies: Policies = Policies()
 
     @property
     def image_name(self) -> str:
@@ -40,19 +50,19 @@ class Resource:
 
     @property
     def observe_only(self) -> bool:
-        return self.spec.management_policy == "Observe"
+        return self.spec.effective_management_policy(self.policies.management) == "Observe"
 
     @property
     def retains_image(self) -> bool:
         """Deleting the object leaves the cloud image (Retain, or an image the operator only observes)."""
-        return self.observe_only or self.spec.effective_deletion_policy == "Retain"
+        return self.observe_only or self.spec.effective_deletion_policy(self.policies.deletion) == "Retain"
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Resource:
+    def from_body(cls, body: Mapping[str, Any], policies: Policies | None = None) -> Resource:
         metadata = body.get("metadata", {})
         try:
             spec = DesktopImageSpec.model_validate(body.get("spec") or {})
@@ -72,6 +82,7 @@ class Resource:
             status=status,
             paused=_is_true(metadata, PAUSED),
             adopts_from_other_cluster=_is_true(metadata, ADOPT_FROM_OTHER_CLUSTER),
+            policies=policies or Policies(),
             created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
         )
 

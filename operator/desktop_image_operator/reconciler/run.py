@@ -102,6 +102,10 @@ class Run:
         first = self.status.first_ready_at is None
         self.mirror(image)
         self.status.matches_spec = matches
+        if not observed_only:  # the image matches: only the spec's labels (and ours) are ours from now on
+            self.status.applied_labels = sorted(
+                set(self.resource.spec.labels or ()) | self.me.labels().keys()
+            )
         self.status.operation = None
         self.status.observed_generation = self.resource.generation
         if observed_only:
