@@ -58,6 +58,8 @@ local TERMINAL = {
   PermissionDenied = true,
   InvalidSpec = true,
   ReconcileError = true,
+  NotGranted = true,
+  FolderNotGranted = true,
 }
 
 -- value[key] when value is a table, else nil: never an error on a missing or odd-typed field.

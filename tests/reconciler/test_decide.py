@@ -12,6 +12,7 @@ from desktop_image_operator.api import OperationRecord
 from desktop_image_operator.cloud.errors import CloudError, Code
 from desktop_image_operator.cloud.types import CloudImage, ImageStatus
 from desktop_image_operator.reconciler import reasons as r
+from desktop_image_operator.reconciler.access import Access
 from desktop_image_operator.reconciler.actions import (
     Copy,
     Delete,
@@ -267,3 +268,41 @@ def test_operator_wide_defaults_apply_only_where_the_spec_is_silent() -> None:
     spoken = Resource.from_body(body, cautious)
     assert not spoken.observe_only
     assert not spoken.retains_image
+
+
+# -- grants -------------------------------------------------------------------------------------------
+
+
+def fenced(folders: set[str]) -> Access:
+    return Access(namespace="team-a", grants=("team-a",), folders=frozenset(folders))
+
+
+@pytest.mark.parametrize(
+    ("observation", "spec"),
+    [
+        (seen(found=None), {}),  # a copy into the folder
+        (seen(found=Found.SPEC, image=image(None)), {"source": {"imageId": "e3vimage"}}),  # adoption
+        (
+            seen(found=Found.SPEC, image=image(None)),
+            {"source": {"imageId": "e3vimage"}, "managementPolicy": "Observe"},
+        ),  # observation
+    ],
+    ids=["copy", "adopt", "observe"],
+)
+def test_a_folder_outside_the_grant_is_refused_whatever_the_object_does(
+    observation: Observation, spec: dict[str, Any]
+) -> None:
+    outside = replace(resource(**spec), access=fenced({"b1gother"}))
+    decision = decide(observation, outside, NOW, TIMING)
+    assert isinstance(decision.action, Report)
+    assert decision.action.failure.reason == r.FOLDER_NOT_GRANTED
+    assert decision.keep is None  # nothing of that folder reaches status
+    inside = replace(resource(**spec), access=fenced({FOLDER}))
+    assert not isinstance(decide(observation, inside, NOW, TIMING).action, Report)
+
+
+def test_an_image_whose_folder_is_no_longer_granted_is_left_and_its_finalizer_lets_go() -> None:
+    narrowed = replace(resource(), access=fenced({"b1gother"}))
+    action = decide_release(seen(image=image()), narrowed, NOW).action
+    assert isinstance(action, Release)
+    assert action.result is Result.RETAINED

@@ -59,6 +59,8 @@ def decide(seen: Observation, resource: Resource, now: datetime, timing: Timing)
             )
         if operation.failed:
             return Decision(RecordFailure(operation))
+    if (outside := _outside_grant(seen, resource)) is not None:
+        return Decision(Report(outside))
     if seen.image_gone:
         return Decision(Report(_image_gone(resource)))
     if resource.observe_only:
@@ -66,6 +68,14 @@ def decide(seen: Observation, resource: Resource, now: datetime, timing: Timing)
     if seen.image is None:
         return Decision(_copy(seen, resource, now, timing))
     return _manage(seen, seen.image, resource, now, timing)
+
+
+def _outside_grant(seen: Observation, resource: Resource) -> Failure | None:
+    """The image (or the folder a copy would go to) lies outside the folders granted to the namespace."""
+    folder = seen.image.folder_id if seen.image is not None else seen.folder_id
+    if folder is None or resource.access.allows(folder):
+        return None
+    return resource.access.folder_refusal(folder)
 
 
 # -- observe only -------------------------------------------------------------------------------------
@@ -234,6 +244,11 @@ def decide_release(seen: Observation, resource: Resource, now: datetime) -> Deci
         if record.kind == "Delete":
             return _delete_ended(seen, resource)
     image = seen.image
+    if image is not None and not resource.access.allows(image.folder_id):
+        # Granted once, no longer: the finalizer lets go, and the image stays where no grant reaches.
+        refusal = resource.access.folder_refusal(image.folder_id)
+        note = f"Cloud image {image.id} is not deleted: {refusal.message}"
+        return Decision(Release(Result.RETAINED, note))
     if image is None:
         if seen.unsure_until is not None and now < seen.unsure_until:
             left = (seen.unsure_until - now).total_seconds()

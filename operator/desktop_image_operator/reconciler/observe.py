@@ -62,6 +62,8 @@ class Observer:
         folder_id = await _folder(resource, cloud)
         if folder_id is None:
             return replace(seen, source_missing=True)
+        if not resource.access.allows(folder_id):
+            return replace(seen, folder_id=folder_id)  # not even listed: the decision refuses it
         listing = await self._listings.listing(cloud, folder_id, not_before=_fresh_from(resource, seen))
         candidate, found = _candidate(listing, resource, seen)
         image = await _get(cloud, candidate.id) if candidate is not None else None

@@ -43,6 +43,8 @@ PERMISSION_DENIED: Final = "PermissionDenied"
 INVALID_SPEC: Final = "InvalidSpec"
 IMAGE_STATUS_UNKNOWN: Final = "ImageStatusUnknown"
 NAME_PENDING: Final = "NamePending"
+NOT_GRANTED: Final = "NotGranted"
+FOLDER_NOT_GRANTED: Final = "FolderNotGranted"
 RECONCILE_ERROR: Final = "ReconcileError"
 
 KINDS: Final[dict[str, Kind]] = {
@@ -76,6 +78,9 @@ KINDS: Final[dict[str, Kind]] = {
     PERMISSION_DENIED: Kind.TERMINAL,
     INVALID_SPEC: Kind.TERMINAL,
     RECONCILE_ERROR: Kind.TERMINAL,
+    # Outside every grant: a cluster administrator (or a credentialsRef of its own) must change something.
+    NOT_GRANTED: Kind.TERMINAL,
+    FOLDER_NOT_GRANTED: Kind.TERMINAL,
 }
 
 

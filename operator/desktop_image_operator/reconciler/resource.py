@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from desktop_image_operator.api import DesktopImageSpec, DesktopImageStatus
 from desktop_image_operator.api.spec import DeletionPolicy, ManagementPolicy
+from desktop_image_operator.reconciler.access import Access
 from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER, PAUSED
 
 
@@ -38,6 +39,8 @@ class Resource:
     created_at: datetime | None = None
     adopts_from_other_cluster: bool = False
     policies: Policies = Policies()
+    # What the grants allow the object's namespace (the controller sets it; alone, the reconciler allows all).
+    access: Access = field(default_factory=Access)
 
     @property
     def image_name(self) -> str:
