@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -33,6 +32,7 @@ from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUST
 from desktop_image_operator.reconciler.ownership import Owner
 from desktop_image_operator_dev.devenv.stack import child_environment
 from desktop_image_operator_dev.fakecloud import seeds
+from tests.support.images import make_image
 from tests.support.kube import (
     Kubectl,
     StartOperator,
@@ -68,30 +68,6 @@ def new_folder(cloud: FakeCloudProcess) -> str:
     response = cloud.http.post("/folders", json={"name": "hand-made"})
     response.raise_for_status()
     return str(response.json()["id"])
-
-
-def make_image(
-    cloud: FakeCloudProcess,
-    name: str,
-    *,
-    folder_id: str = seeds.FOLDER_ID,
-    labels: dict[str, str] | None = None,
-    description: str = "",
-) -> str:
-    """Copy a Compute image into a Cloud Desktop image through the REST API, as a person would; its ID."""
-    token = cloud.http.post("/tokens").json()["iamToken"]
-    body = {"folderId": folder_id, "imageId": seeds.COMPUTE_IMAGE_ID, "name": name, "labels": labels or {}}
-    if description:
-        body["description"] = description
-    response = httpx.post(
-        cloud.endpoints["cloudDesktop"] + IMAGES_PATH + ":copy",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-        trust_env=False,
-    )
-    response.raise_for_status()
-    return str(response.json()["metadata"]["imageId"])
 
 
 def image_of(cloud: FakeCloudProcess, image_id: str) -> dict[str, Any] | None:

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from desktop_image_operator.api.constants import (
@@ -27,7 +26,7 @@ from desktop_image_operator.api.constants import (
 )
 from desktop_image_operator.commands.run import ENV_PREFIX
 from desktop_image_operator.reconciler.ownership import Owner
-from desktop_image_operator_dev.fakecloud import seeds
+from tests.support.images import make_image
 from tests.support.kube import (
     WAIT,
     Kubectl,
@@ -66,26 +65,6 @@ ONE_RESYNC = RESYNC_SECONDS * 1.1 + 5
 
 
 # -- images made outside the operator -----------------------------------------------------------------------
-
-
-def make_image(cloud: FakeCloudProcess, name: str, *, labels: dict[str, str] | None = None) -> str:
-    """Copy a Compute image into a Cloud Desktop image through the REST API, as a person would; its ID."""
-    token = cloud.http.post("/tokens").json()["iamToken"]
-    body = {
-        "folderId": seeds.FOLDER_ID,
-        "imageId": seeds.COMPUTE_IMAGE_ID,
-        "name": name,
-        "labels": labels or {},
-    }
-    response = httpx.post(
-        cloud.endpoints["cloudDesktop"] + IMAGES_PATH + ":copy",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-        trust_env=False,
-    )
-    response.raise_for_status()
-    return str(response.json()["metadata"]["imageId"])
 
 
 def made_active(

@@ -138,9 +138,7 @@ def _take_over(
     if image.status is not ImageStatus.ACTIVE:
         return Decision(_not_active(image, outside=seen.found is Found.SPEC), keep=image)
     mask = tuple(DesiredImage.of(resource, seen.me).mask(image)) or ("labels",)
-    if (wait := _retry_not_due(resource, "Update", now, timing)) is not None:
-        return Decision(wait, keep=image)
-    return Decision(Update(image, mask, owner), keep=image, adopted=_take_over_note(seen, image, owner))
+    return _update(Update(image, mask, owner), resource, now, timing, _take_over_note(seen, image, owner))
 
 
 def _converge(
@@ -161,9 +159,14 @@ def _converge(
     mask = tuple(DesiredImage.of(resource, seen.me).mask(image))
     if not mask:
         return Decision(MarkReady(image), keep=image, adopted=adopted)
+    return _update(Update(image, mask, owner), resource, now, timing, adopted)
+
+
+def _update(update: Update, resource: Resource, now: datetime, timing: Timing, note: str | None) -> Decision:
+    """The Update, unless a failed one waits for its retry (announced only when it goes out)."""
     if (wait := _retry_not_due(resource, "Update", now, timing)) is not None:
-        return Decision(wait, keep=image, adopted=adopted)
-    return Decision(Update(image, mask, owner), keep=image, adopted=adopted)
+        return Decision(wait, keep=update.image)
+    return Decision(update, keep=update.image, adopted=note)
 
 
 def _not_active(image: CloudImage, *, outside: bool) -> Wait | Report:
