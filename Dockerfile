@@ -94,4 +94,7 @@ WORKDIR /home/nonroot
 # 8080: Prometheus /metrics; 8081: the liveness endpoint /healthz.
 EXPOSE 8080 8081
 
-ENTRYPOINT ["desktop-image-operator", "run"]
+# The command line is the entry point, so every user command runs from the image
+# (`docker run IMAGE import --folder-id ...`, `kubectl run ... -- import ...`); the operator by default.
+ENTRYPOINT ["desktop-image-operator"]
+CMD ["run"]

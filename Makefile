@@ -10,12 +10,12 @@ PYTEST_ARGS ?=
 # The operator (what ships), the development package (devtools/), and what only runs from a checkout.
 PYTHON_TREES := operator devtools tests benchmarks
 
-.PHONY: run test lint format crds manifests controlplane-bin helm-bin system-deps venv bench bench-scale bench-chaos clean
+.PHONY: run test lint format crds manifests chart-readme controlplane-bin helm-bin promtool-bin system-deps venv bench bench-scale bench-chaos clean
 
 run: venv controlplane-bin
 	$(BIN)/desktop-image-operator dev
 
-test: venv controlplane-bin helm-bin lint
+test: venv controlplane-bin helm-bin promtool-bin lint
 	@./scripts/pytest.sh $(PYTEST_ARGS)
 
 lint: venv
@@ -39,6 +39,10 @@ crds: venv helm-bin
 manifests: venv helm-bin
 	$(BIN)/python -m desktop_image_operator_dev.manifests
 
+# The chart's README.md from its values.schema.json and values.yaml.
+chart-readme: venv
+	$(BIN)/python -m desktop_image_operator_dev.chart_readme
+
 # etcd and kube-apiserver built from their Go modules; cached outside the repository by version.
 controlplane-bin: venv
 	$(BIN)/python -m desktop_image_operator_dev.devenv.binaries
@@ -46,6 +50,10 @@ controlplane-bin: venv
 # Helm built from its Go module at the version pinned in scripts/helm.sh; cached outside the repository.
 helm-bin: system-deps
 	@./scripts/helm.sh version >/dev/null
+
+# promtool built from the Prometheus Go module at the version pinned in scripts/promtool.sh; cached likewise.
+promtool-bin: system-deps
+	@./scripts/promtool.sh --version >/dev/null
 
 venv: $(STAMP)
 

@@ -21,12 +21,14 @@ from kubernetes import client, config
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.support.kube import CRD_FILE, Kubectl, MakeNamespace, StartOperator, kubectl_for, unique_name
 from tests.support.processes import FakeCloudProcess, OperatorProcess
+from tests.support.secret_audit import SecretAuditingControlPlane
 
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    """A real etcd + kube-apiserver (+ kube-controller-manager) for the whole session, on free ports."""
-    with ControlPlane() as cp:
+    """A real etcd + kube-apiserver (+ kube-controller-manager) for the whole session, on free ports; its
+    audit log records the reads and watches of Secrets (tests count them)."""
+    with SecretAuditingControlPlane() as cp:
         yield cp
 
 

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "desktop_image_operator.commands.import_images",
         "print DesktopImage manifests that adopt a folder's existing images",
     ),
+    "uninstall": (
+        "desktop_image_operator.commands.uninstall",
+        "remove the operator's finalizers from Secrets (and, if asked, DesktopImages) before removing it",
+    ),
 }
 
 # Where the development package registers its subcommands (name -> module).

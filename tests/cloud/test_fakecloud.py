@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from desktop_image_operator.cloud import (
     open_cloud,
 )
 from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
+from desktop_image_operator.cloud.fencing import Fence, Fenced
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
 from .support import VirtualClock, other_rsa_key, private_pem
@@ -517,3 +519,46 @@ async def test_without_honoured_keys_a_dropped_copy_answer_surfaces_as_already_e
     ]
     (found,) = await client.find_images(fake.folder_id, "lost-answer")
     assert found.id == (await admin.images())[0]["id"]
+
+
+# -- under the leader's fence -------------------------------------------------------------------------------
+
+SLOW_COPY_SECONDS = 3.0
+
+
+async def fenced_copy(fake: FakeCloud, admin: Admin, transport: str, fence: Fence, *, stop: float) -> None:
+    """A copy the cloud takes SLOW_COPY_SECONDS to accept, stopped after `stop` seconds by the fence (it
+    ends, or the test revokes it then); Fenced within moments of that, and nothing copied after all."""
+    await admin.fault(method="DesktopImageService.CopyFromDesktop", latencyMs=SLOW_COPY_SECONDS * 1000)
+    async with open_cloud(settings_for(fake, transport), gate=fence) as session:
+        client = session.client(session.token_sources.from_key(fake.authorized_key()))
+        request = CopyRequest(desktop_id=fake.stopped_desktop_id, name="fenced")
+        copying = asyncio.create_task(client.copy(request, idempotency_key="k-fenced"))
+        await asyncio.sleep(stop)
+        fence.revoke()  # shut already when the deadline did it
+        started = time.monotonic()
+        with pytest.raises(Fenced):
+            await copying
+        assert time.monotonic() - started < 0.5
+    await asyncio.sleep(SLOW_COPY_SECONDS)  # the latency the cloud would have taken before doing the work
+    assert await admin.images() == []
+    copies = await admin.requests("DesktopImageService.CopyFromDesktop")
+    assert [entry["code"] for entry in copies] == ["CANCELLED"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_copy_outliving_the_fence_is_given_up_at_its_end_and_the_cloud_abandons_it(
+    fake: FakeCloud, admin: Admin, transport: str
+) -> None:
+    fence = Fence()
+    fence.grant(time.monotonic() + 0.5)
+    await fenced_copy(fake, admin, transport, fence, stop=1.0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_copy_in_flight_at_a_step_down_is_cancelled_and_the_cloud_abandons_it(
+    fake: FakeCloud, admin: Admin, transport: str
+) -> None:
+    fence = Fence()
+    fence.grant(time.monotonic() + 60.0)
+    await fenced_copy(fake, admin, transport, fence, stop=0.5)

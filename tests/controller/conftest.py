@@ -3,7 +3,7 @@ Kubernetes client against the real API server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,16 @@ class NoSecrets:
         return None
 
 
+class NoGuard:
+    """A Secret guard with no Secret to look after."""
+
+    async def sweep(self, namespaces: Sequence[str]) -> None:
+        return None
+
+    def forget(self, uid: str) -> None:
+        return None
+
+
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
     # Only the bookkeeping around reconciles is exercised: no cloud, API server or Secrets are needed,
@@ -31,7 +41,7 @@ async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
         reconciler=reconciler,
         credentials=NoSecrets(),  # type: ignore[arg-type]
         kube=None,  # type: ignore[arg-type]
-        guard=None,  # type: ignore[arg-type]
+        guard=NoGuard(),  # type: ignore[arg-type]
     )
     async with controller.serving():
         yield controller, reconciler

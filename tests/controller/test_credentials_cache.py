@@ -225,6 +225,32 @@ async def test_a_watch_ending_is_distrusted_before_the_event_loop_hears_why(setu
     assert setup.store.reads == 2
 
 
+async def test_a_watch_being_opened_again_is_distrusted_so_a_use_meanwhile_reads_and_watches_anew(
+    setup: Setup,
+) -> None:
+    setup.store.put(key(1))
+    await setup.client()
+    broken = setup.watches.started[0]
+    broken.listener.following(False)  # no settling: the thread just noticed the silence
+    setup.store.put(key(2))
+    second = await setup.client()
+    assert setup.store.reads == 2
+    assert broken.over, "the old watch stops"
+    assert [watch.since for watch in setup.watches.live] == ["102"]
+    assert await setup.client() is second
+
+
+async def test_a_watch_back_after_a_break_is_trusted_again_without_a_read(setup: Setup) -> None:
+    setup.store.put(key(1))
+    first = await setup.client()
+    watch = setup.watches.started[0]
+    watch.listener.following(False)
+    watch.listener.following(True)  # opened again from the last version it saw
+    assert await setup.client() is first
+    assert setup.store.reads == 1
+    assert setup.watches.live == [watch]
+
+
 async def test_late_events_of_a_replaced_watch_are_ignored(setup: Setup) -> None:
     setup.store.put(key(1))
     await setup.client()

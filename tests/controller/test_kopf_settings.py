@@ -55,7 +55,7 @@ def test_kopf_connections_are_unbounded_when_namespace_patterns_leave_the_watche
 @pytest.mark.controlplane
 @pytest.mark.timeout(60)
 async def test_kopfs_session_logs_in_as_the_operator_with_a_bounded_pool(kubeconfig: Path) -> None:
-    context = kopf_session(kubeconfig_login(kubeconfig), ["team-a"])
+    context = await kopf_session(kubeconfig_login(kubeconfig), ["team-a"])
     async with context.aiohttp_session as session:
         assert session.connector is not None
         assert session.connector.limit == connection_limit(["team-a"])

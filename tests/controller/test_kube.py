@@ -119,3 +119,19 @@ async def test_a_refused_connection_is_not_reported_as_a_timeout() -> None:
         "The status patch of DesktopImage team-a/image-1 could not reach the API server ("
     )
     kube.close()
+
+
+async def test_a_lease_call_goes_out_while_every_call_thread_is_busy(silent: SilentServer) -> None:
+    kube = KubeApi(Login(server=f"http://127.0.0.1:{silent.port}"), timeout_seconds=3 * TIMEOUT, workers=1)
+    try:
+        busy = asyncio.ensure_future(kube.patch_status("team-a", "image-1", {}))
+        await asyncio.sleep(TIMEOUT / 5)  # the only call thread and connection are now taken
+        started = time.monotonic()
+        with pytest.raises(KubeTimeout, match=r"read of Lease team-a/leader"):
+            await kube.read_lease("team-a", "leader", within=TIMEOUT)
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert silent.accepted == 2  # the renewal reached the server, not the back of a queue
+        with pytest.raises(KubeTimeout):
+            await busy
+    finally:
+        kube.close()

@@ -216,6 +216,91 @@ def test_an_auth_provider_user_is_refused_with_a_message_that_names_auth_provide
     assert "not-for-messages" not in message
 
 
+@pytest.mark.parametrize(
+    ("cluster", "user", "named"),
+    [
+        pytest.param({"made-up-option": True}, {"token": "t"}, "made-up-option", id="cluster-field"),
+        pytest.param({}, {"token": "t", "client-secret": "x"}, "client-secret", id="user-field"),
+        pytest.param({"proxy-url": "socks5://127.0.0.1:1080"}, {"token": "t"}, "proxy-url", id="socks-proxy"),
+        pytest.param({}, {"as-groups": ["admins"]}, "as-groups", id="groups-without-a-user"),
+        pytest.param({}, {"as-uid": "1234"}, "as-uid", id="uid-without-a-user"),
+        pytest.param(
+            {},
+            {"exec": {"apiVersion": EXEC_API, "command": "plugin", "made-up-option": 1}},
+            "made-up-option",
+            id="exec-field",
+        ),
+        pytest.param(
+            {},
+            {"exec": {"apiVersion": "client.authentication.k8s.io/v1alpha1", "command": "plugin"}},
+            "apiVersion",
+            id="exec-api-version",
+        ),
+        pytest.param(
+            {},
+            {"exec": {"apiVersion": EXEC_API, "command": "plugin", "interactiveMode": "Always"}},
+            "interactiveMode",
+            id="exec-interactive",
+        ),
+    ],
+)
+def test_a_kubeconfig_field_the_operator_does_not_support_is_refused_with_a_message_naming_it(
+    tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any], named: str
+) -> None:
+    config = write_kubeconfig(tmp_path / "config", cluster={"server": SERVER, **cluster}, user=user)
+
+    assert named in refusal(config)
+
+
+def test_a_context_field_the_operator_does_not_support_is_refused_with_a_message_naming_it(
+    tmp_path: Path,
+) -> None:
+    context = {"cluster": "cluster", "user": "user", "made-up-option": "x"}
+    config = write_raw(tmp_path / "config", one_of_each(contexts=[entry("context", "context", context)]))
+
+    assert "made-up-option" in refusal(config)
+
+
+def test_extensions_hold_other_tools_data_and_are_passed_over(tmp_path: Path) -> None:
+    extensions = [{"name": "some-tool", "extension": {"anything": True}}]
+    cluster = {"server": SERVER, "extensions": extensions}
+    user = {"token": "t", "extensions": extensions}
+
+    login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user=user))
+
+    assert login.authorization() == "Bearer t"
+
+
+def test_impersonation_becomes_the_impersonate_headers_one_per_group_and_extra_value(tmp_path: Path) -> None:
+    user = {
+        "token": "t",
+        "as": "jane",
+        "as-uid": "uid-1",
+        "as-groups": ["developers", "auditors"],
+        "as-user-extra": {"example.com/team": ["a", "b"]},
+    }
+    config = write_kubeconfig(tmp_path / "config", cluster={"server": SERVER}, user=user)
+
+    assert kubeconfig_login(config).headers() == [
+        ("Impersonate-User", "jane"),
+        ("Impersonate-Uid", "uid-1"),
+        ("Impersonate-Group", "developers"),
+        ("Impersonate-Group", "auditors"),
+        ("Impersonate-Extra-example.com%2Fteam", "a"),
+        ("Impersonate-Extra-example.com%2Fteam", "b"),
+    ]
+
+
+def test_a_missing_exec_plugin_is_refused_with_the_kubeconfigs_install_hint(tmp_path: Path) -> None:
+    hint = "Install the plugin with: get-plugin --latest"
+    spec = {"apiVersion": EXEC_API, "command": str(tmp_path / "no-such-plugin"), "installHint": hint}
+
+    with pytest.raises(KubeConfigError) as refused:
+        ExecPlugin(spec, tmp_path).token()
+
+    assert hint in str(refused.value)
+
+
 def test_kubeconfig_files_named_in_kubeconfig_that_do_not_exist_are_refused_with_their_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,6 +413,7 @@ def service_account_folder(folder: Path, token: str, namespace: str = "team") ->
     folder.mkdir(exist_ok=True)
     (folder / "token").write_text(token)
     (folder / "namespace").write_text(f"{namespace}\n")
+    (folder / "ca.crt").write_text("the cluster's CA, read when a client connects\n")
     return folder
 
 
@@ -372,6 +458,20 @@ def test_an_ipv6_service_host_is_put_in_brackets(tmp_path: Path) -> None:
     assert login.server == "https://[fd00::1]:443"
 
 
+def test_a_service_account_folder_without_its_ca_certificate_is_refused_with_a_message_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    folder = service_account_folder(tmp_path / "sa", "token")
+    (folder / "ca.crt").unlink()
+    environ = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+    with pytest.raises(KubeConfigError) as refused:
+        in_cluster_login(folder, environ)
+
+    assert str(folder / "ca.crt") in str(refused.value)
+    assert "CA certificate" in str(refused.value)
+
+
 def test_without_the_service_environment_or_the_token_file_there_is_no_service_account_login(
     tmp_path: Path,
 ) -> None:
@@ -410,7 +510,7 @@ def test_the_exec_plugin_is_told_kubernetes_exec_info(tmp_path: Path) -> None:
     assert info["spec"]["interactive"] is False
 
 
-def test_env_entries_from_the_kubeconfig_reach_the_exec_plugin_beside_the_operators_environment(
+def test_env_entries_from_the_kubeconfig_reach_the_exec_plugin_but_the_operators_other_variables_do_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLUGIN_INHERITED", "from-the-operator")
@@ -419,7 +519,54 @@ def test_env_entries_from_the_kubeconfig_reach_the_exec_plugin_beside_the_operat
     exec_login(plugin, env={"PLUGIN_GREETING": "from-the-kubeconfig"}).authorization()
 
     run = plugin.runs()[0]
-    assert (run["greeting"], run["inherited"]) == ("from-the-kubeconfig", "from-the-operator")
+    assert (run["greeting"], run["inherited"]) == ("from-the-kubeconfig", None)
+
+
+def test_an_exec_plugin_inherits_path_home_proxies_and_locale_and_never_the_operators_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = {
+        "HOME": str(tmp_path),
+        "HTTPS_PROXY": "http://proxy.example:3128",
+        "no_proxy": "localhost",
+        "LANG": "C.UTF-8",
+        "DESKTOP_IMAGE_OPERATOR_IAM_TOKEN": PLUGIN_SECRET,
+        "DESKTOP_IMAGE_OPERATOR_NAMESPACE": "team-a",
+        "KUBECONFIG": str(tmp_path / "config"),
+    }
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    plugin = CredentialPlugin.create(tmp_path, "exec-token")
+
+    exec_login(plugin, env={"PLUGIN_GREETING": "hello"}).authorization()
+
+    seen = plugin.runs()[0]["environment"]
+    expected = {"PATH", "HOME", "HTTPS_PROXY", "no_proxy", "LANG", "PLUGIN_GREETING", "KUBERNETES_EXEC_INFO"}
+    assert expected <= set(seen)
+    assert set(seen) - expected <= set(kubeconfig_module.EXEC_INHERITED)
+    assert (seen["HOME"], seen["HTTPS_PROXY"]) == (str(tmp_path), "http://proxy.example:3128")
+    assert PLUGIN_SECRET not in json.dumps(seen)
+
+
+def test_an_exec_plugin_asking_for_cluster_info_is_told_the_server_and_its_ca(tmp_path: Path) -> None:
+    plugin = CredentialPlugin.create(tmp_path, "exec-token")
+    ca = b"-----BEGIN CERTIFICATE-----\nthe CA\n"
+    cluster = {
+        "server": SERVER,
+        "certificate-authority-data": base64.b64encode(ca).decode(),
+        "tls-server-name": "api.cluster.internal",
+        "extensions": [{"name": "client.authentication.k8s.io/exec", "extension": {"audience": "kube"}}],
+    }
+    user = {"exec": {**plugin.spec(), "provideClusterInfo": True}}
+    login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user=user))
+
+    login.authorization()
+
+    told = json.loads(plugin.runs()[0]["exec_info"])["spec"]["cluster"]
+    assert told["server"] == SERVER
+    assert base64.b64decode(told["certificate-authority-data"]) == ca
+    assert told["tls-server-name"] == "api.cluster.internal"
+    assert told["config"] == {"audience": "kube"}
 
 
 def test_a_relative_exec_command_is_found_from_the_kubeconfigs_folder(
@@ -641,7 +788,7 @@ async def test_kopf_logging_in_again_after_a_refusal_gets_a_session_with_the_tok
 
 async def kopf_status(login: Login, path: str) -> int:
     """The status of a GET through a session made as kopf's login handler makes it."""
-    context = kopf_session(login, [])
+    context = await kopf_session(login, [])
     async with context.aiohttp_session as session, session.get(context.server + path) as response:
         return response.status
 
@@ -697,3 +844,39 @@ async def test_an_exec_token_the_api_server_refuses_is_asked_of_the_plugin_again
         assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
 
     assert len(plugin.runs()) == 3
+
+
+@pytest.mark.controlplane
+@pytest.mark.timeout(90)
+async def test_a_user_impersonating_a_service_account_gets_that_accounts_permissions_on_both_clients(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    reader_token(kubectl, namespace)  # the account, its Secret and its role
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    admin["users"][0]["user"]["as"] = f"system:serviceaccount:{namespace}:reader"
+    login = kubeconfig_login(write_raw(tmp_path / "config", admin))
+
+    with opened(login) as kube:
+        assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
+        assert await status_of(kube.namespace_uid("kube-system")) == 403, (
+            "the admin's own rights are not used"
+        )
+    assert await kopf_status(login, "/api/v1/namespaces/kube-system") == 403
+
+
+@pytest.mark.controlplane
+@pytest.mark.timeout(60)
+async def test_an_exec_plugin_that_prints_a_client_certificate_logs_in_with_it_on_both_clients(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    pki = control_plane.workdir / "pki"
+    plugin = CredentialPlugin.create(tmp_path, "")  # no token: the certificate alone logs in
+    spec = plugin.spec(env={"PLUGIN_CERT": str(pki / "admin.crt"), "PLUGIN_KEY": str(pki / "admin.key")})
+    ca = base64.b64encode(control_plane.ca_file.read_bytes()).decode()
+    cluster = {"server": control_plane.server, "certificate-authority-data": ca}
+    login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user={"exec": spec}))
+
+    with opened(login) as kube:
+        uid = await kube.namespace_uid("kube-system")
+    assert str(uuid.UUID(uid)) == uid
+    assert await kopf_status(login, "/api/v1/namespaces/kube-system") == 200

@@ -32,6 +32,7 @@ from desktop_image_operator.controller.leadership import (
     lease_namespace,
 )
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.observability import metrics
 from tests.cloud.support import FakeTokenSource, ScriptedTransport, image
 
 # Short but proportionate durations (as 15/10/2), so a test waits a second or two, not twenty.
@@ -117,6 +118,15 @@ async def acquire_within(candidate: LeaderElection, seconds: float) -> float | N
 
 def leader_gauge() -> float | None:
     return REGISTRY.get_sample_value("desktop_image_operator_leader")
+
+
+def objects_gauge() -> dict[str, float]:
+    """The objects gauge by reason, as a scrape sees it."""
+    return {
+        sample.labels["reason"]: sample.value
+        for family in metrics.OBJECTS.collect()
+        for sample in family.samples
+    }
 
 
 # -- taking the Lease -----------------------------------------------------------------------------------
@@ -211,16 +221,79 @@ async def test_a_frozen_leader_refuses_calls_by_the_clock_before_its_loop_runs_a
         fence.check("DesktopImageService.Delete")
 
 
-async def test_a_leader_whose_lease_was_taken_steps_down_at_its_deadline() -> None:
+async def hold_until_lost(leader: LeaderElection, change: Callable[[], None]) -> float:
+    """Let `leader` renew a while, then `change` the Lease behind its back; seconds until it stepped down."""
+    holding = asyncio.create_task(leader.hold())
+    await asyncio.sleep(RETRY * 1.5)
+    assert leader.fence.open
+    changed = time.monotonic()
+    change()
+    async with asyncio.timeout(RENEW + 1.0):
+        await holding
+    return time.monotonic() - changed
+
+
+@pytest.mark.parametrize("holder", ["usurper", ""])
+async def test_a_leader_that_finds_its_lease_written_by_someone_else_steps_down_within_a_retry_period(
+    holder: str,
+) -> None:
     store = MemoryLeases()
     leader = election(store, "a")
     await acquire_within(leader, 1.0)
-    lease = store.leases[("ops", "lock")]
-    store.leases[("ops", "lock")] = replace(lease, holder="usurper", resource_version="999")
-    async with asyncio.timeout(RENEW + 1.0):
-        await leader.hold()
-    assert store.holder() == "usurper"
+
+    def overwrite() -> None:
+        lease = store.leases[("ops", "lock")]
+        store.leases[("ops", "lock")] = replace(lease, holder=holder, resource_version="999")
+
+    assert await hold_until_lost(leader, overwrite) <= RETRY + 0.1
+    assert store.holder() == holder  # left as it was found: not taken back
     assert not leader.fence.open
+    assert not leader.leading
+    assert leader_gauge() == 0
+
+
+async def test_a_leader_whose_lease_is_gone_steps_down_within_a_retry_period_and_may_take_it_again() -> None:
+    store = MemoryLeases()
+    leader = election(store, "a")
+    await acquire_within(leader, 1.0)
+    assert await hold_until_lost(leader, store.leases.clear) <= RETRY + 0.1
+    assert not leader.fence.open
+    assert store.leases == {}  # not re-created behind the back of whoever deleted it, while it led
+    assert await acquire_within(leader, 1.0) is not None
+    assert store.holder() == "a"
+
+
+async def test_a_step_down_cancels_the_calls_in_flight_under_the_fence() -> None:
+    store = MemoryLeases()
+    leader = election(store, "a")
+    await acquire_within(leader, 1.0)
+
+    async def call() -> None:
+        async with leader.fence.guard("DesktopImageService.Copy"):
+            await asyncio.sleep(60)
+
+    in_flight = asyncio.create_task(call())
+    await asyncio.sleep(0)
+    leader.step_down()
+    with pytest.raises(Fenced):
+        await in_flight
+
+
+async def test_a_step_down_empties_the_objects_gauge_and_ignores_late_reports_until_the_next_term() -> None:
+    metrics.OBJECTS.start_term()
+    metrics.OBJECTS.set_state("uid-1", "Available")
+    assert objects_gauge() == {"Available": 1.0}
+    store = MemoryLeases()
+    leader = election(store, "a")
+    await acquire_within(leader, 1.0)
+    leader.step_down()
+    assert leader_gauge() == 0
+    assert objects_gauge() == {}
+    metrics.OBJECTS.set_state("uid-1", "Copying")  # a reconcile ending after the step-down
+    assert objects_gauge() == {}
+    metrics.OBJECTS.start_term()
+    metrics.OBJECTS.set_state("uid-2", "Copying")
+    assert objects_gauge() == {"Copying": 1.0}
 
 
 async def test_a_fenced_client_sends_nothing_and_says_why() -> None:

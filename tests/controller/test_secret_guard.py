@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.kubeconfig import Login
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
-from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
+from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
 from tests.support.counting_kube import CountingKube
 from tests.support.manifests import desktop_image
 from tests.support.servers import SilentServer
@@ -202,3 +203,110 @@ async def test_an_api_server_without_an_answer_is_a_transient_error_naming_the_s
     )
     assert held.value.transient
     assert released.value.transient
+
+
+def make_finalized_image(custom: client.CustomObjectsApi, namespace: str, name: str, secret: str) -> str:
+    """A DesktopImage naming `secret` that carries the operator's finalizer, as kopf leaves it."""
+    body = desktop_image(name, credentialsRef={"name": secret})
+    body["metadata"]["finalizers"] = [FINALIZER]
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    return str(created["metadata"]["uid"])
+
+
+@pytest.fixture
+def unfinalized(custom: client.CustomObjectsApi, namespace: str) -> Iterator[None]:
+    """Afterwards no DesktopImage of the test keeps its namespace alive."""
+    yield
+    for image in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        patch = {"metadata": {"finalizers": None}}
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, image["metadata"]["name"], patch
+        )
+
+
+def delete_image(custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+@pytest.mark.usefixtures("unfinalized")
+async def test_objects_deleted_together_release_their_secret_once_the_last_one_finished(
+    kube: CountingKube, core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    make_secret(core, namespace, "team-key")
+    uids = [make_finalized_image(custom, namespace, f"image-{n}", "team-key") for n in range(3)]
+    guard = SecretGuard(kube)
+    await guard.hold(namespace, "team-key")
+    for n in range(3):  # a namespace deletion: every object terminating, each waiting on its cleanup
+        delete_image(custom, namespace, f"image-{n}")
+
+    for uid in uids[:2]:
+        await guard.release_if_unused(namespace, "team-key", leaving_uid=uid)
+        assert finalizers(core, namespace, "team-key") == [CREDENTIALS_FINALIZER]
+    await guard.release_if_unused(namespace, "team-key", leaving_uid=uids[2])
+    assert finalizers(core, namespace, "team-key") == []
+
+
+@pytest.mark.usefixtures("unfinalized")
+async def test_releases_asked_for_at_once_share_their_checks_and_let_go(
+    kube: CountingKube, core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    make_secret(core, namespace, "team-key")
+    uids = [make_finalized_image(custom, namespace, f"image-{n}", "team-key") for n in range(20)]
+    guard = SecretGuard(kube)
+    await guard.hold(namespace, "team-key")
+    for n in range(20):
+        delete_image(custom, namespace, f"image-{n}")
+
+    await asyncio.gather(*(guard.release_if_unused(namespace, "team-key", leaving_uid=uid) for uid in uids))
+    assert finalizers(core, namespace, "team-key") == []
+    lists = [call for call in kube.calls if call.startswith("list of DesktopImages")]
+    assert len(lists) <= 2, lists  # the first ask's check, then one check for all asked meanwhile
+
+
+@pytest.mark.usefixtures("unfinalized")
+async def test_a_live_object_keeps_its_secret_while_the_secret_is_being_deleted(
+    kube: CountingKube, core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    make_secret(core, namespace, "team-key")
+    leaving = make_finalized_image(custom, namespace, "leaving", "team-key")
+    make_finalized_image(custom, namespace, "staying", "team-key")
+    guard = SecretGuard(kube)
+    await guard.hold(namespace, "team-key")
+    core.delete_namespaced_secret("team-key", namespace)
+    delete_image(custom, namespace, "leaving")
+
+    await guard.release_if_unused(namespace, "team-key", leaving_uid=leaving)
+    assert not gone(core, namespace, "team-key", within=1)
+
+
+async def test_an_object_being_deleted_without_the_operators_finalizer_needs_no_secret(
+    kube: CountingKube, core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    make_secret(core, namespace, "team-key")
+    body = desktop_image("held-by-another", credentialsRef={"name": "team-key"})
+    body["metadata"]["finalizers"] = [OTHERS]  # kept by someone else: nothing of ours runs for it
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    guard = SecretGuard(kube)
+    await guard.hold(namespace, "team-key")
+    delete_image(custom, namespace, "held-by-another")
+    try:
+        await guard.release_if_unused(namespace, "team-key")
+        assert finalizers(core, namespace, "team-key") == []
+    finally:
+        patch = {"metadata": {"finalizers": None}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "held-by-another", patch)
+
+
+async def test_the_sweep_releases_every_secret_no_object_needs_and_keeps_the_others(
+    kube: CountingKube, core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    make_secret(core, namespace, "switched-away", CREDENTIALS_FINALIZER, OTHERS)
+    make_secret(core, namespace, "in-use", CREDENTIALS_FINALIZER)
+    make_secret(core, namespace, "not-ours", OTHERS)
+    make_image(custom, namespace, "user", "in-use")
+
+    await SecretGuard(kube).sweep([namespace])
+    assert finalizers(core, namespace, "switched-away") == [OTHERS]
+    assert finalizers(core, namespace, "in-use") == [CREDENTIALS_FINALIZER]
+    assert finalizers(core, namespace, "not-ours") == [OTHERS]
+    assert not any(call.startswith("read of Secret") and "not-ours" in call for call in kube.calls)

@@ -61,10 +61,10 @@ def watched(session: CloudSession, kube: CountingKube, namespace: str) -> Iterat
     made.credentials.close()
 
 
-def resource(namespace: str) -> Resource:
+def resource(namespace: str, secret: str = NAME) -> Resource:
     body: dict[str, Any] = {
         "metadata": {"name": "img", "namespace": namespace, "uid": "u-1", "generation": 1},
-        "spec": {"source": {"desktopId": "e3v"}, "credentialsRef": {"name": NAME}},
+        "spec": {"source": {"desktopId": "e3v"}, "credentialsRef": {"name": secret}},
     }
     return Resource.from_body(body)
 
@@ -74,10 +74,10 @@ def key_data(number: int) -> dict[str, str]:
     return {KEY: base64.b64encode(text.encode()).decode()}
 
 
-def put_secret(core: client.CoreV1Api, namespace: str, number: int) -> None:
-    body = client.V1Secret(metadata=client.V1ObjectMeta(name=NAME), data=key_data(number))
+def put_secret(core: client.CoreV1Api, namespace: str, number: int, name: str = NAME) -> None:
+    body = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data=key_data(number))
     try:
-        core.replace_namespaced_secret(NAME, namespace, body)
+        core.replace_namespaced_secret(name, namespace, body)
     except client.ApiException as error:
         if error.status != 404:
             raise
@@ -105,6 +105,26 @@ async def test_reconciles_with_an_unchanged_secret_read_it_exactly_once(
         assert await watched.client() is first
     assert kube.secret_reads == 1
     assert secret_reads() - reads_before == 1
+
+
+async def test_more_secrets_in_use_than_the_client_has_threads_are_all_watched_and_each_read_once(
+    watched: Watched, kube: CountingKube, core: client.CoreV1Api, namespace: str
+) -> None:
+    names = [f"key-{number}" for number in range(12)]  # the calls' pool has 8 threads and connections
+    for number, name in enumerate(names):
+        put_secret(core, namespace, number, name)
+    for _ in range(5):
+        for name in names:
+            await watched.credentials.client_for(resource(namespace, name))
+    assert kube.secret_reads == len(names)
+    last = await watched.credentials.client_for(resource(namespace, names[-1]))
+    put_secret(core, namespace, 99, names[-1])
+
+    async def changed() -> bool:
+        return await watched.credentials.client_for(resource(namespace, names[-1])) is not last
+
+    await eventually(changed)  # the last one's watch runs as well as the first's
+    assert kube.secret_reads == len(names)
 
 
 async def test_a_secret_changed_in_the_api_server_is_used_without_another_read(
@@ -170,11 +190,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.changes: list[SecretSnapshot | None] = []
+        self.connected: list[bool] = []
         self.ends: list[WatchEnd] = []
         self.over = threading.Event()
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
         self.changes.append(snapshot)
+
+    def following(self, connected: bool) -> None:
+        self.connected.append(connected)
 
     def ended(self, why: WatchEnd) -> None:
         self.ends.append(why)

@@ -1,9 +1,10 @@
-"""Helpers of the delivery tests: the chart's rendered objects, ServiceAccount kubeconfigs
-and operator processes started from any executable."""
+"""Helpers of the delivery tests: the chart's rendered objects, the README's tenancy set-ups, ServiceAccount
+kubeconfigs and operator processes started from any executable."""
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,32 @@ def only(objects: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
 def container_env(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
     container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+# --- The README's tenancy set-ups ------------------------------------------------------------------------
+
+README = REPO / "README.md"
+TENANCY_SET_UPS = ("one team", "a folder per team", "teams bringing their own keys")
+
+
+def readme_tenancy() -> tuple[str, list[dict[str, Any]]]:
+    """The README's Tenancy section, and the YAML snippets it shows (values files and a manifest)."""
+    section = README.read_text().split("\n### Tenancy\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    return section, [yaml.safe_load(block) for block in blocks]
+
+
+def readme_set_up(name: str) -> dict[str, Any]:
+    """The values of one of the README's tenancy set-ups (TENANCY_SET_UPS, in the README's order)."""
+    values = [snippet for snippet in readme_tenancy()[1] if "apiVersion" not in snippet]
+    assert len(values) == len(TENANCY_SET_UPS), "the README shows one values file per set-up"
+    return values[TENANCY_SET_UPS.index(name)]
+
+
+def for_namespace(grant: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """A grant of the README's, selecting `namespace` instead of the namespace it names."""
+    selector = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return {**grant, "namespaceSelector": selector}
 
 
 # --- Kubernetes identities ----------------------------------------------------------------------------

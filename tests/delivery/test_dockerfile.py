@@ -28,10 +28,13 @@ import yaml
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator_dev import dockerfile
 from desktop_image_operator_dev.devenv import processes
+from desktop_image_operator_dev.devenv.stack import LOCAL_GRANTS
+from desktop_image_operator_dev.fakecloud import seeds
 from desktop_image_operator_dev.helm import CHART, REPO, Helm
 from tests.delivery import runtime_venv
 from tests.delivery.support import DOCKERFILE, ProcessUnderTest, only, operator_env
 from tests.support import manifests
+from tests.support.images import make_image
 from tests.support.kube import Kubectl
 from tests.support.processes import FakeCloudProcess
 
@@ -79,7 +82,8 @@ def test_runtime_stage_takes_only_the_environment_and_runs_unprivileged() -> Non
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PATH"].startswith(f"{venv}/bin:")
     assert final.last("USER").args == f"{UID}:{UID}", "a numeric user, as runAsNonRoot needs"
-    assert json.loads(final.last("ENTRYPOINT").args) == ["desktop-image-operator", "run"]
+    assert json.loads(final.last("ENTRYPOINT").args) == ["desktop-image-operator"]
+    assert json.loads(final.last("CMD").args) == ["run"], "the operator unless another command is given"
     defaults = RunSettings()
     assert final.last("EXPOSE").args.split() == [str(defaults.metrics_port), str(defaults.health_port)]
 
@@ -291,6 +295,10 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
     secrets = replay.path("/var/run/secrets/clouddesktop.yc.io")
     key_file = _secret_file(cloud.key_file, secrets / "credentials" / "key.json", group=group)
     kube_file = _secret_file(kubeconfig, secrets / "kubeconfig" / "config", group=group)
+    # The local stack's grant (in a cluster the chart's grants ConfigMap says the same).
+    granted = image_root / "local-grants.yaml"
+    granted.write_text(LOCAL_GRANTS)
+    grants_file = _secret_file(granted, secrets / "grants" / "grants.yaml", group=group)
     metrics_port, health_port = processes.free_port(), processes.free_port()
     env = {
         **runtime_env,
@@ -302,14 +310,20 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
             health_port=health_port,
         ),
         "DESKTOP_IMAGE_OPERATOR_CREDENTIALS_FILE": str(key_file),
+        "DESKTOP_IMAGE_OPERATOR_GRANTS_FILE": str(grants_file),
         "TMPDIR": str(tmp),
         # Every module imported, at start and later, named on standard error: what the run really loads.
         "PYTHONPROFILEIMPORTTIME": "1",
     }
 
-    argv: list[str] = [executable, *entrypoint[1:]]
-    if isolation.as_uid is not None:
-        argv = [*_drop_privileges(isolation.as_uid), *argv]
+    command = json.loads(final.last("CMD").args)
+
+    def as_in_the_image(*arguments: str) -> list[str]:
+        """The image's entry point with these arguments, as the pod (or `docker run`) would start it."""
+        argv = [executable, *entrypoint[1:], *arguments]
+        return [*_drop_privileges(isolation.as_uid), *argv] if isolation.as_uid is not None else argv
+
+    argv = as_in_the_image(*command)
     if isolation.read_only_root:
         # Remount / read-only in a private mount namespace, then give /tmp (the emptyDir) a tmpfs.
         script = 'mount -o remount,bind,ro / && mount -t tmpfs -o size=16m,mode=1777 tmpfs "$1"'
@@ -338,6 +352,19 @@ def test_image_steps_build_an_operator_that_runs_read_only_and_unprivileged(
         metrics = operator.wait_http(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         assert "desktop_image_operator_cloud_requests_total{" in metrics
         resident = _resident_mib(operator.process.pid)
+        # A user command from the same image: `import` prints an adopting manifest per image of a folder.
+        by_hand = make_image(cloud, "made-by-hand")
+        imported_manifests = subprocess.run(
+            as_in_the_image("import", "--folder-id", seeds.FOLDER_ID, "--namespace", namespace),
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        sources = [doc["spec"]["source"] for doc in yaml.safe_load_all(imported_manifests) if doc]
+        assert {"imageId": by_hand} in sources
         kubectl("delete", "-n", namespace, "desktopimage/imaged", "--timeout=60s", timeout=90)
     finally:
         operator.stop()

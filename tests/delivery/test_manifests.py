@@ -43,8 +43,13 @@ def test_kubectl_apply_k_and_apply_f_crds(kubectl: Kubectl, crd: None) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
-            "Role",
+            "Role",  # the Lease
             "RoleBinding",
+            "Role",  # the grants
+            "RoleBinding",
+            "ConfigMap",  # the grants: none by default
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "PodDisruptionBudget",
             "Service",
             "Deployment",

@@ -98,3 +98,25 @@ def test_a_development_command_without_the_package_says_what_to_install(
     monkeypatch.setattr(cli, "available_commands", lambda: dict(cli.COMMANDS))
     assert cli.main(["dev"]) == 2
     assert "pip install -e ./devtools" in capsys.readouterr().err
+
+
+def test_the_wheel_installs_alone_and_runs_the_user_commands(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+    # What the release attaches for users: a fresh environment with only the wheel and its requirements.
+    venv = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", wheel.filename],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    for command in ("import", "crd"):
+        ran = subprocess.run(
+            [str(venv / "bin" / "desktop-image-operator"), command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert "usage: desktop-image-operator" in ran.stdout

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from benchmarks.failover import ROOMY_QUOTA, Replica, Replicas, call_time, calls_by_instance, gaps, terms
+from benchmarks.failover import Replicas, call_time, calls_by_instance, gaps, terms
 
 from desktop_image_operator_dev.devenv.stack import Kubectl as StackKubectl
+from tests.integration.conftest import StartReplicas
 from tests.support.kube import Kubectl
 from tests.support.manifests import desktop_image, text
 from tests.support.processes import FakeCloudProcess, wait_until
@@ -23,30 +23,6 @@ from tests.support.processes import FakeCloudProcess, wait_until
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
 LEASE, RENEW = 15.0, 10.0
-
-StartReplicas = Callable[[int], Replicas]
-
-
-@pytest.fixture
-def start_replicas(
-    crd: None, kubeconfig: Path, cloud: FakeCloudProcess, namespace: str, tmp_path: Path
-) -> Iterator[StartReplicas]:
-    started: list[Replicas] = []
-    cloud.config(**ROOMY_QUOTA)
-
-    def start(count: int) -> Replicas:
-        replicas = Replicas(
-            [
-                Replica(tmp_path, cloud, kubeconfig=kubeconfig, namespace=namespace, name=f"op-{i}")
-                for i in range(count)
-            ]
-        )
-        started.append(replicas)
-        return replicas
-
-    yield start
-    for replicas in started:
-        replicas.stop()
 
 
 def apply(kubectl: Kubectl, namespace: str, *names: str) -> None:

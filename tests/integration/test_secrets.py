@@ -1,4 +1,5 @@
-"""Key material and tokens never reach logs, events, status or metrics, and bad credentials say so plainly."""
+"""Key material and tokens never reach logs, events, status or metrics, bad credentials say so plainly, and
+each credentials Secret in use is read once however many objects use Secrets and however often."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.support.kube import (
     Kubectl,
     StartOperator,
+    apply,
     condition,
     create_key_secret,
     get,
@@ -20,7 +23,8 @@ from tests.support.kube import (
     wait_reason,
 )
 from tests.support.manifests import desktop_image, from_compute_image, text
-from tests.support.processes import FakeCloudProcess
+from tests.support.processes import FakeCloudProcess, wait_until
+from tests.support.secret_audit import secret_requests
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
@@ -92,3 +96,45 @@ def test_secrets_stay_secret_and_bad_credentials_are_clear(
     for where, content in seen.items():
         for secret in secrets:
             assert secret not in content, f"a secret leaked into {where}"
+
+
+# More Secrets than the operator has threads or connections for its other Kubernetes calls (8).
+SECRETS_IN_USE = 12
+DRIFT_CHECKS = 3  # reconciles of each object after it was Ready, each using its Secret
+
+
+def test_twelve_secrets_in_use_are_each_read_once_over_several_reconciles(
+    start_operator: StartOperator,
+    cloud: FakeCloudProcess,
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+    control_plane: ControlPlane,
+) -> None:
+    cloud.config(imageQuota=1000, imageSizeQuota=1 << 50)
+    accounts = []
+    for number in range(SECRETS_IN_USE):
+        key = cloud.http.post("/service-accounts", json={"name": f"team-{number}"}).json()
+        create_key_secret(kubectl, namespace, f"key-{number}", key, tmp_path)
+        accounts.append(key["service_account_id"])
+    start_operator(extra_env={"DESKTOP_IMAGE_OPERATOR_RESYNC_SECONDS": "2"})  # a drift check every 2-2.2 s
+    names = [f"image-{number}" for number in range(SECRETS_IN_USE)]
+    refs = [{"name": f"key-{number}"} for number in range(SECRETS_IN_USE)]
+    apply(
+        kubectl,
+        namespace,
+        *[from_compute_image(n, credentialsRef=r) for n, r in zip(names, refs, strict=True)],
+    )
+    wait_ready(kubectl, namespace, *names, timeout=90)
+    ready_seq = max(entry["seq"] for entry in cloud.requests())
+
+    def checked_often_enough() -> bool:
+        gets = cloud.requests("DesktopImageService.Get", after=ready_seq)
+        return all(sum(g["principal"] == account for g in gets) >= DRIFT_CHECKS for account in accounts)
+
+    wait_until(checked_often_enough, timeout=60, what=f"{DRIFT_CHECKS} drift checks of every image")
+
+    # What the API server served the operator's own client, from its audit log.
+    served = secret_requests(control_plane.audit_log, namespace)
+    assert served.reads == {f"key-{number}": 1 for number in range(SECRETS_IN_USE)}
+    assert served.watches >= SECRETS_IN_USE

@@ -15,20 +15,29 @@ import yaml
 EXEC_API = "client.authentication.k8s.io/v1"
 
 # Records each run as a JSON line (what it was told, through its environment) in the file named by its
-# first argument, then prints the token found in the file named by its second: a test changes that file to
-# see whether a later token came from a later run. PLUGIN_EXPIRES, when set, becomes expirationTimestamp.
+# first argument, then prints the token found in the file named by its second (none when it is empty): a
+# test changes that file to see whether a later token came from a later run. Its environment may ask
+# for more: PLUGIN_EXPIRES becomes expirationTimestamp; PLUGIN_CERT and PLUGIN_KEY name files whose
+# contents become clientCertificateData and clientKeyData; PLUGIN_SLEEP seconds pass before it answers.
 _CREDENTIAL_PLUGIN = """
-import json, os, pathlib, sys
+import json, os, pathlib, sys, time
 
 runs, token_file = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 seen = {
     "exec_info": os.environ.get("KUBERNETES_EXEC_INFO"),
     "greeting": os.environ.get("PLUGIN_GREETING"),
     "inherited": os.environ.get("PLUGIN_INHERITED"),
+    "environment": dict(os.environ),
 }
 with runs.open("a") as record:
     record.write(json.dumps(seen) + "\\n")
-status = {"token": token_file.read_text().strip()}
+time.sleep(float(os.environ.get("PLUGIN_SLEEP", "0")))
+status = {}
+if token_file.read_text().strip():
+    status["token"] = token_file.read_text().strip()
+if os.environ.get("PLUGIN_CERT"):
+    status["clientCertificateData"] = pathlib.Path(os.environ["PLUGIN_CERT"]).read_text()
+    status["clientKeyData"] = pathlib.Path(os.environ["PLUGIN_KEY"]).read_text()
 if os.environ.get("PLUGIN_EXPIRES"):
     status["expirationTimestamp"] = os.environ["PLUGIN_EXPIRES"]
 credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}

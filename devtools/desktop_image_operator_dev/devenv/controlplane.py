@@ -256,9 +256,11 @@ class ControlPlane:
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--service-account-private-key-file={pki / 'service-account.key'}",
                 "--use-service-account-credentials=true",
-                # The controllers that matter without nodes: garbage collection, namespaces, service accounts.
+                # The controllers that matter without nodes: garbage collection, namespaces, service accounts,
+                # and the type check of ValidatingAdmissionPolicies (its findings go to their status).
                 "--controllers=garbage-collector-controller,namespace-controller,"
-                "serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller",
+                "serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,"
+                "validatingadmissionpolicy-status-controller",
                 "--v=1",
             ],
         )

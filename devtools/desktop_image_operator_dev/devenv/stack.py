@@ -320,6 +320,26 @@ def as_arguments(settings: Mapping[str, str]) -> list[str]:
     return arguments
 
 
+# The local stack's one grant: every namespace may use the operator's own credentials (the fake cloud's
+# key), in any folder. Tests of the grants themselves bring their own document.
+LOCAL_GRANTS = """\
+grants:
+  - name: local-stack
+    namespaceSelector: {}
+    credentials:
+      operator: true
+"""
+
+
+def local_grant(workdir: Path, settings: Mapping[str, str]) -> dict[str, str]:
+    """The settings giving the operator the local stack's grant, unless `settings` name their own."""
+    if "GRANTS_FILE" in settings or "GRANTS_CONFIG_MAP" in settings:
+        return {}
+    path = workdir / "local-stack-grants.yaml"
+    path.write_text(LOCAL_GRANTS)
+    return {"GRANTS_FILE": str(path)}
+
+
 class OperatorChild(Child):
     """`desktop-image-operator run` against a fake cloud; restartable, killable with SIGKILL.
 
@@ -354,7 +374,7 @@ class OperatorChild(Child):
         self.settings = dict(settings or {})
         wiring = operator_wiring(cloud, metrics_port=self.metrics_port, health_port=self.health_port)
         # One instance, no Lease, unless the settings ask for leader election (the high-availability tests).
-        options = {"LEADER_ELECT": "false", **self.settings, **wiring}
+        options = {"LEADER_ELECT": "false", **local_grant(workdir, self.settings), **self.settings, **wiring}
         argv = [str(python), "-m", "desktop_image_operator", "run"]
         env = child_environment(KUBECONFIG=str(kubeconfig))
         if inherit_settings:

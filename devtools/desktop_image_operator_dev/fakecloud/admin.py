@@ -8,7 +8,8 @@ GET    /fake/endpoints         FakeCloud.endpoints()
 GET    /fake/key               the default service account's authorized key (`yc iam key create` JSON)
 GET    /fake/requests          {"requests": [entry]}; ?method= ?transport= ?code= ?after=<seq>
                                (DesktopImageService.Update entries add "updateMask": the paths sent,
-                               [] without a mask, null when the request could not be read)
+                               [] without a mask, null when the request could not be read; a call its
+                               caller gave up on during injected latency shows code CANCELLED: not done)
 DELETE /fake/requests          {"deleted": n}
 GET    /fake/images            {"images": [DesktopImage]}; ?folderId=
 POST   /fake/images/{id}       {"name"?, "description"?, "labels"?, "status"?} -> DesktopImage (drift)

@@ -1,5 +1,10 @@
 """The path every cloud call takes, whatever the transport: settle operations, authenticate, apply
-faults, run the handler, and log the call."""
+faults, run the handler, and log the call.
+
+A call whose caller gave up before it was done (its connection closed, its RPC cancelled, its deadline
+passed) is abandoned, as the cloud abandons a request whose client went away: with injected latency that
+is before any work, so nothing it asked for happens. It is logged with the code CANCELLED.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from desktop_image_operator_dev.fakecloud import ids, operations
 from desktop_image_operator_dev.fakecloud.clock import rfc3339
 from desktop_image_operator_dev.fakecloud.codes import ApiError, StatusCode
 from desktop_image_operator_dev.fakecloud.context import CallContext
+from desktop_image_operator_dev.fakecloud.faults import FaultDecision
 from desktop_image_operator_dev.fakecloud.state import FakeState
 
 T = TypeVar("T")
@@ -80,6 +86,10 @@ class Dispatcher:
                 ctx.fail_operation = decision.fail_operation
             outcome.response = handler(ctx)
             outcome.drop = decision is not None and decision.drop_response
+        except asyncio.CancelledError:
+            # Only the latency is awaited: the caller gave up before any work was done.
+            self._abandoned(meta, decision, outcome.request_id, wall, started)
+            raise
         except ApiError as exc:
             outcome.error = exc
         except Exception as exc:  # a bug in the fake: answer INTERNAL and say why in the log
@@ -90,18 +100,60 @@ class Dispatcher:
         ):
             decision.refund_outcome()
         response = outcome.response
-        state.requests.add(
-            time=rfc3339(wall),
-            transport=meta.transport,
-            method=meta.method,
+        self._log(
+            meta,
+            wall,
+            started,
             code=outcome.error.code.name if outcome.error is not None else StatusCode.OK.name,
             request_id=outcome.request_id,
             principal=ctx.principal or None,
-            idempotency_key=meta.idempotency_key,
-            duration_ms=(time.perf_counter() - started) * 1000.0,
             operation_id=response.id if isinstance(response, operation_pb2.Operation) else None,
             dropped=outcome.drop,
             fault=decision.label if decision is not None else None,
-            update_mask=meta.update_mask,
         )
         return outcome
+
+    def _abandoned(
+        self, meta: CallMeta, decision: FaultDecision | None, request_id: str, wall: float, started: float
+    ) -> None:
+        """Log a call its caller gave up on; a failed operation or dropped answer it drew is kept."""
+        if decision is not None:
+            decision.refund_outcome()
+        principal, _ = self._state.iam.principal(meta.authorization)
+        self._log(
+            meta,
+            wall,
+            started,
+            code=StatusCode.CANCELLED.name,
+            request_id=request_id,
+            principal=principal,
+            fault=decision.label if decision is not None else None,
+        )
+
+    def _log(
+        self,
+        meta: CallMeta,
+        wall: float,
+        started: float,
+        *,
+        code: str,
+        request_id: str,
+        principal: str | None,
+        operation_id: str | None = None,
+        dropped: bool = False,
+        fault: str | None = None,
+    ) -> None:
+        self._state.requests.add(
+            time=rfc3339(wall),
+            transport=meta.transport,
+            method=meta.method,
+            code=code,
+            request_id=request_id,
+            principal=principal,
+            idempotency_key=meta.idempotency_key,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            operation_id=operation_id,
+            dropped=dropped,
+            fault=fault,
+            update_mask=meta.update_mask,
+        )

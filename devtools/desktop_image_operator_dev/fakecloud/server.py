@@ -170,7 +170,10 @@ class FakeCloud:
         except OSError:
             sock.close()
             raise
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # A REST call whose client went away is abandoned, as a gRPC one is (see `dispatch`).
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await runner.setup()
         await web.SockSite(runner, sock).start()
         self._runner = runner

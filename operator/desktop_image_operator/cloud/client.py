@@ -3,6 +3,7 @@ the session's limits, retries of transient errors, metrics, and following operat
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -16,7 +17,7 @@ from desktop_image_operator.cloud.backoff import Backoff
 from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.fencing import CallGate
+from desktop_image_operator.cloud.fencing import CallGate, Fenced
 from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
@@ -294,6 +295,16 @@ class ManagedClient:
         *,
         idempotency_key: str | None = None,
     ) -> T:
+        """The call with its retries, under the gate: a step-down cancels it wherever it waits (the token,
+        the limiter, the answer, a retry's pause) and it raises `Fenced`."""
+        if self._gate is None:
+            return await self._attempts(method, send, idempotency_key)
+        async with self._gate.guard(method):
+            return await self._attempts(method, send, idempotency_key)
+
+    async def _attempts(
+        self, method: str, send: Callable[[CallContext], Awaitable[T]], idempotency_key: str | None
+    ) -> T:
         trace_id = str(uuid.uuid4())  # the same for every attempt of this call
         attempt = 0
         refreshed = False
@@ -301,13 +312,19 @@ class ManagedClient:
         for _ in range(self._retry.max_attempts + 1):
             self._admit(method)  # before a token exchange, which is a cloud call too
             token = await self.token_source.token()
-            ctx = CallContext(
-                token=token, request_id=str(uuid.uuid4()), trace_id=trace_id, idempotency_key=idempotency_key
-            )
             async with self._limiter.slot() as started:
-                self._admit(method)  # the slot may have made us wait: look again right before sending
+                # The slot may have made us wait: look again right before sending, and bound the request.
+                ctx = CallContext(
+                    token=token,
+                    request_id=str(uuid.uuid4()),
+                    trace_id=trace_id,
+                    idempotency_key=idempotency_key,
+                    timeout=self._deadline(method),
+                )
                 try:
-                    result = await send(ctx)
+                    result = await self._send(method, send, ctx)
+                except Fenced:
+                    raise  # this instance may not act: not the cloud's failure, so nothing is recorded
                 except CloudError as exc:
                     error = exc
                     self._observe_request(method, error.code.name, self._clock.monotonic() - started)
@@ -337,6 +354,32 @@ class ManagedClient:
             )
             await self._clock.sleep(delay)
         raise AssertionError("unreachable: the last attempt either returns or raises")
+
+    async def _send(self, method: str, send: Callable[[CallContext], Awaitable[T]], ctx: CallContext) -> T:
+        """One request. Under a gate its deadline holds here too, whatever the transport makes of it (an
+        HTTP timeout bounds each read, not the whole answer); what fails once the gate has shut is
+        `Fenced`, not a failure of the cloud."""
+        if ctx.timeout is None:
+            return await send(ctx)
+        try:
+            async with asyncio.timeout(ctx.timeout):
+                return await send(ctx)
+        except TimeoutError:
+            error = CloudError(
+                Code.DEADLINE_EXCEEDED, f"no answer within {ctx.timeout:.3g} s", request_id=ctx.request_id
+            )
+        except CloudError as exc:
+            error = exc
+        self._admit(method)
+        raise error
+
+    def _deadline(self, method: str) -> float | None:
+        """Seconds the request may take: what is left of the gate's time (checked now), None without one
+        (the transport's own timeout then)."""
+        if self._gate is None:
+            return None
+        self._gate.check(method)
+        return self._gate.remaining()
 
     def _admit(self, method: str) -> None:
         """Raise `Fenced` when the gate (leader election) forbids cloud calls now."""

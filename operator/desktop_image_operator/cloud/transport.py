@@ -17,12 +17,14 @@ from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyR
 class CallContext:
     """Per-attempt request headers. The token is excluded from repr so a logged context leaks nothing.
 
-    Timeouts are the transport's own (the shared HTTP client's, the gRPC transport's deadline)."""
+    Timeouts are the transport's own (the shared HTTP client's, the gRPC transport's deadline), cut to
+    `timeout` when it is given: what is left of the leader's fence, so no request outlives it."""
 
     token: str = field(repr=False)
     request_id: str
     trace_id: str
     idempotency_key: str | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,18 @@ OPTIONS: tuple[Option, ...] = (
         "float",
     ),
     Option(
+        "--grants-config-map",
+        ("grants_config_map",),
+        "ConfigMap in the operator's namespace whose grants.yaml grants credentials and folders",
+    ),
+    Option("--grants-file", ("grants_file",), "the grants document as a file (instead of the ConfigMap)"),
+    Option(
+        "--grants-refresh-seconds",
+        ("grants_refresh_seconds",),
+        "how often the grants and namespace labels are read again",
+        "float",
+    ),
+    Option(
         "--default-deletion-policy",
         ("default_deletion_policy",),
         "Delete or Retain for objects whose spec.deletionPolicy is unset (default: by source)",

@@ -2,7 +2,8 @@
 
 With leader election (the default) the process comes up warm as a standby (settings read, cloud session
 open, endpoints serving) and runs kopf only while it holds the Lease. Losing the Lease shuts the fence at
-once (no cloud call or status write goes out), stops kopf and goes back to standby. SIGTERM shuts the
+once (no cloud call or status write goes out, and the cloud calls in flight are cancelled), stops kopf and
+goes back to standby. SIGTERM shuts the
 fence, hands the Lease back at once, then lets kopf stop.
 """
 
@@ -25,6 +26,7 @@ from desktop_image_operator.cloud.fencing import Fence
 from desktop_image_operator.cloud.session import open_cloud
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
+from desktop_image_operator.controller.grants import ConfigMapGrants, FileGrants, GrantBook, GrantSource
 from desktop_image_operator.controller.handlers import build_registry
 from desktop_image_operator.controller.kube import KubeApi
 from desktop_image_operator.controller.kubeconfig import Login, load_login
@@ -32,6 +34,7 @@ from desktop_image_operator.controller.leadership import (
     ElectionConfig,
     LeaderElection,
     instance_identity,
+    lease_namespace,
     wait_for_event,
 )
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
@@ -65,7 +68,9 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
         cloud = open_cloud(settings.cloud, gate=fence, observe_request=metrics.observe_cloud_request)
         async with cloud as session:
             # The credentials stop their Secret watches before the Kubernetes calls' client closes.
-            with contextlib.closing(Credentials(session, kube, settings)) as credentials:
+            home = lease_namespace(settings)  # the operator's own namespace: its grants and lent Secrets
+            credentials = Credentials(session, kube, settings, home=home)
+            with contextlib.closing(credentials):
                 controller = Controller(
                     settings=settings,
                     reconciler=Reconciler(
@@ -76,6 +81,7 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
                     credentials=credentials,
                     kube=kube,
                     guard=SecretGuard(kube),
+                    grants=GrantBook(grant_source(settings, kube, home), kube),
                     rng=random.Random(),
                 )
                 if settings.metrics_port:
@@ -112,7 +118,7 @@ async def _run_alone(
         f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     )
     _log_start(settings, identity)
-    metrics.LEADER.set(1)
+    metrics.lead()
     async with controller.serving():
         await kopf.operator(
             registry=registry_for(controller, identity, login, settings.namespaces),
@@ -147,7 +153,7 @@ class Replica:
         self._install_signals()
         _log_start(self._settings, self.identity)
         log.info("%s is a standby for Lease %s", self.identity, self._election.config.lease)
-        metrics.LEADER.set(0)
+        metrics.stand_by()
         try:
             async with self._health_server():
                 while await self._election.acquire(self._shutdown):
@@ -271,6 +277,13 @@ def _log_start(settings: RunSettings, identity: str) -> None:
         ",".join(settings.namespaces) or "(all)",
         settings.resync_seconds,
     )
+
+
+def grant_source(settings: RunSettings, kube: KubeApi, home: str) -> GrantSource:
+    """Where the grants are read: the file named in the settings, else the ConfigMap in `home`."""
+    if settings.grants_file is not None:
+        return FileGrants(settings.grants_file)
+    return ConfigMapGrants(kube, home, settings.grants_config_map)
 
 
 def timing_of(settings: RunSettings) -> Timing:

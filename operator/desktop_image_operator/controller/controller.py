@@ -21,23 +21,26 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 
-from desktop_image_operator.api import CONDITION_READY
+from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED
+from desktop_image_operator.cloud.fencing import Fenced
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.kube import KubeApi
+from desktop_image_operator.controller.grants import GrantBook
+from desktop_image_operator.controller.kube import KubeApi, StatusConflict
 from desktop_image_operator.controller.resync import resync_of
 from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.scheduler import Scheduler
-from desktop_image_operator.controller.secret_guard import SecretGuard
+from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import reconcile_scope
 from desktop_image_operator.reconciler import conditions as c
+from desktop_image_operator.reconciler.access import Access
 from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
@@ -82,6 +85,9 @@ class ObjectState:
     # memory of the decoded dictionaries; it is decoded once per reconcile, which is rare by comparison).
     packed: bytes | None = None
     version: int = -1
+    # The credentials Secrets this object named in this term and that no check has cleared since: the
+    # current one, and any it named before whose release check failed (tried again on the next look).
+    credentials: tuple[str, ...] = ()
 
     @property
     def latest(self) -> dict[str, Any] | None:
@@ -141,9 +147,13 @@ class Controller:
         credentials: Credentials,
         kube: KubeApi,
         guard: SecretGuard,
+        grants: GrantBook | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        # Without a grant book (the controller's own tests) every namespace may use every folder.
+        self._grants = grants
+        self._grants_refresh: asyncio.Task[None] | None = None
         self._policies = Policies(settings.default_deletion_policy, settings.default_management_policy)
         self._reconciler = reconciler
         self._credentials = credentials
@@ -152,6 +162,14 @@ class Controller:
         self._rng = rng or random.Random()
         # Reconciles wait on cloud and Kubernetes calls, both bounded; more at once would only queue there.
         self._workers = settings.cloud.max_concurrency + settings.kube_workers
+        # Deletion steps at once. A step makes a cloud call or two (at most max_concurrency run at once)
+        # and a status write on one of the kube_workers threads, where a call waiting for a thread spends
+        # its own timeout waiting. More steps than the fewer of the two would only queue there: a
+        # namespace deleted with hundreds of objects would time hundreds of calls out.
+        self._finalizing = asyncio.Semaphore(
+            max(1, min(settings.cloud.max_concurrency, settings.kube_workers))
+        )
+        self._sweep: asyncio.Task[None] | None = None
         self._states: dict[str, ObjectState] = {}  # by UID: a re-created object is another object
         self._scheduler: Scheduler | None = None
         self._serve: asyncio.Task[None] | None = None
@@ -177,16 +195,55 @@ class Controller:
         """
         self._states, self._polling = {}, set()
         self._credentials.clear()
+        metrics.OBJECTS.start_term()
         self._scheduler = Scheduler(self._run_scheduled, workers=self._workers)
+        # Credentials Secrets let go while no term ran (see secret_guard). Started before kopf, which
+        # cancels the tasks born while it runs.
+        self._sweep = asyncio.create_task(
+            self._guard.sweep(self.settings.namespaces), name="credentials Secrets sweep"
+        )
+        await self._refresh_grants()  # the first reconciles see the grants in force, not none
+        self._grants_refresh = asyncio.create_task(self._keep_grants_fresh(), name="grants refresh")
         try:
             yield
         finally:
+            self._grants_refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._grants_refresh
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
             if self._serve is not None:
                 self._serve.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._serve
             self._scheduler, self._serve, self._states, self._polling = None, None, {}, set()
             self._credentials.clear()  # a standby watches no Secret
+            metrics.OBJECTS.end_term()
+
+    async def _keep_grants_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.grants_refresh_seconds)
+            await self._refresh_grants()
+
+    async def _refresh_grants(self) -> None:
+        """Read the grants again; the objects of a namespace whose access changed are looked at now, so a
+        grant taken back stops the next cloud call and a grant given ends the refusal."""
+        if self._grants is None:
+            return
+        namespaces = {
+            state.latest["metadata"]["namespace"] for state in self._states.values() if state.latest
+        }
+        for namespace in self.settings.namespaces:
+            namespaces.add(namespace)
+        changed = await self._grants.refresh(namespaces)
+        for uid, state in list(self._states.items()):
+            if state.latest and state.latest["metadata"]["namespace"] in changed:
+                state.changed = True
+                self._schedule(uid, 0.0)
+
+    def _access(self, namespace: str) -> Access:
+        return Access() if self._grants is None else self._grants.access_for(namespace)
 
     def start_scheduling(self) -> None:
         """Start running reconciles as they fall due (once per term; later calls do nothing).
@@ -221,6 +278,7 @@ class Controller:
         body = state.latest or {}
         uid = body["metadata"]["uid"]
         metrics.OBJECTS.set_state(uid, outcome.reason)
+        metrics.OBJECTS_SYNCED.set_state(uid, _synced(body))
         if outcome.first_ready and (created := _created_at(body)) is not None:
             metrics.TIME_TO_READY.observe(max(0.0, (datetime.now(UTC) - created).total_seconds()))
         healthy = outcome.result in (Result.READY, Result.PAUSED, Result.PROGRESSING)
@@ -259,8 +317,13 @@ class Controller:
             # The API server's schema refuses such objects; only a schema older than the operator lets one in.
             events.warning(c.INVALID_SPEC, str(error))
             return Outcome(Result.TERMINAL_ERROR, c.INVALID_SPEC)
+        await self._release_replaced(resource, state)
+        resource = replace(resource, access=self._access(resource.namespace))
+        refusal = resource.access.refusal(has_own_credentials=resource.spec.credentials_ref is not None)
+        if refusal is not None:  # outside every grant: not a single cloud call
+            return await self._reconciler.report(resource, refusal, write, events)
         try:
-            cloud = await self._credentials.client_for(resource)
+            cloud = await self._credentials.client_for(resource, resource.access.borrowed())
         except Failure as failure:
             return await self._reconciler.report(resource, failure, write, events)
         await self._hold_credentials(resource)
@@ -278,6 +341,23 @@ class Controller:
         except Exception as error:  # the reconcile itself can go on; only a later deletion may suffer
             log.warning("%s: cannot protect its credentials Secret: %s", resource.ref, error)
 
+    async def _release_replaced(self, resource: Resource, state: ObjectState) -> None:
+        """Release the Secrets this object named before its credentialsRef changed, unless others need
+        them. Checked on every look while a check has not succeeded; no call when nothing changed."""
+        ref = resource.spec.credentials_ref
+        current = () if ref is None else (ref.name,)
+        replaced = [name for name in state.credentials if name not in current]
+        failed = tuple([name for name in replaced if not await self._released(resource, name)])
+        state.credentials = current + failed
+
+    async def _released(self, resource: Resource, secret_name: str) -> bool:
+        try:
+            await self._guard.release_if_unused(resource.namespace, secret_name)
+        except SecretGuardError as error:
+            log.warning("%s: cannot release the Secret it used before: %s", resource.ref, error)
+            return False
+        return True
+
     # -- deletion -------------------------------------------------------------------------------------
 
     async def finalize(self, body: Mapping[str, Any]) -> Outcome:
@@ -286,13 +366,17 @@ class Controller:
             started = time.monotonic()
             current = state.freshest(body)
             with _scope(current):
-                outcome = await self._finalize(current, state)
+                async with self._finalizing:
+                    outcome = await self._finalize(current, state)
+                if outcome.result in _RELEASED:
+                    outcome = await self._release_credentials(current, state, outcome)
             metrics.observe_reconcile(outcome.result.value, "delete", time.monotonic() - started)
             if outcome.result in _RELEASED:
                 metrics.OBJECTS.forget(current["metadata"]["uid"])
                 state.failures = 0
             else:
                 metrics.OBJECTS.set_state(current["metadata"]["uid"], outcome.reason)
+                metrics.OBJECTS_SYNCED.set_state(current["metadata"]["uid"], _synced(state.latest or current))
                 state.failures += 0 if outcome.result is Result.PROGRESSING else 1
             return outcome
 
@@ -302,11 +386,32 @@ class Controller:
             resource = Resource.from_body(body, self._policies)
         except InvalidObject as error:
             return self._release_invalid(body, events, error)
-        outcome = await self._finalize_resource(resource, write, events)
-        if outcome.result in _RELEASED and resource.spec.credentials_ref is not None:
-            await self._guard.release_if_unused(
-                resource.namespace, resource.spec.credentials_ref.name, leaving_uid=resource.uid
-            )
+        resource = replace(resource, access=self._access(resource.namespace))
+        refusal = resource.access.refusal(has_own_credentials=resource.spec.credentials_ref is not None)
+        if refusal is not None and not resource.retains_image:
+            # The grant was taken back: the finalizer still lets go, and says what it leaves behind.
+            image = resource.status.image_id or "(none recorded)"
+            events.warning(refusal.reason, f"{refusal.message} Cloud image {image} is left in the cloud.")
+            return Outcome(Result.RETAINED, refusal.reason)
+        return await self._finalize_resource(resource, write, events)
+
+    async def _release_credentials(
+        self, body: Mapping[str, Any], state: ObjectState, outcome: Outcome
+    ) -> Outcome:
+        """The object's cleanup is done: release the Secrets it named unless others still need them.
+
+        Outside the bound on deletion steps: checks of one Secret are shared, so waiting for one makes no
+        call. A failure keeps the object (and its finalizer) for another try: gone, it would leave no one
+        to release its Secret.
+        """
+        metadata = body["metadata"]
+        names = sorted({*state.credentials, *_credentials_names(body)})
+        try:
+            for name in names:
+                await self._guard.release_if_unused(metadata["namespace"], name, leaving_uid=metadata["uid"])
+        except SecretGuardError as error:
+            log.warning("deleted, but its credentials Secret is not released yet: %s", error)
+            return Outcome(Result.TRANSIENT_ERROR, c.RECONCILE_ERROR)
         return outcome
 
     async def _finalize_resource(
@@ -315,7 +420,8 @@ class Controller:
         if resource.retains_image:
             return await self._reconciler.finalize(resource, None, write, events)
         try:
-            cloud = await self._credentials.client_for(resource)
+            # The credentials its reconciles used: a deletion with other ones would act as someone else.
+            cloud = await self._credentials.client_for(resource, resource.access.borrowed())
         except Failure as failure:
             return await self._reconciler.report(
                 resource, _blocked_deletion(resource, failure), write, events
@@ -334,6 +440,7 @@ class Controller:
         uid = body["metadata"]["uid"]
         metrics.OBJECTS.forget(uid)
         self._states.pop(uid, None)
+        self._guard.forget(uid)
         self._unschedule(uid)
 
     def deletion_retry_delay(self, body: Mapping[str, Any], outcome: Outcome) -> float:
@@ -403,6 +510,12 @@ class Controller:
     async def _reconcile_in_loop(self, state: ObjectState, trigger: str) -> None:
         try:
             await self.reconcile(state, trigger=trigger)
+        except (StatusConflict, Fenced) as error:
+            # No fault: the object changed since this reconcile read it (the next one starts from the
+            # newest version a watch event brought), or this instance is not the leader any more.
+            state.failures += 1
+            state.delay = next_delay(Result.TRANSIENT_ERROR, state.failures, self.settings, self._rng)
+            log.info("reconcile stopped: %s; looking again in %.1fs", error, state.delay)
         except Exception:  # the object must outlive a failed status write or a slow API server
             state.failures += 1
             state.delay = next_delay(Result.TRANSIENT_ERROR, state.failures, self.settings, self._rng)
@@ -410,10 +523,16 @@ class Controller:
 
     def _writer(self, body: Mapping[str, Any], state: ObjectState) -> StatusWriter:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        # Each write is conditional on the version this reconcile worked from: the body it read, then what
+        # its own last write returned. Anyone else's write in between (a successor leader's above all)
+        # makes it a StatusConflict instead of an overwrite.
+        version = str(body["metadata"].get("resourceVersion") or "")
 
         async def write(patch: dict[str, Any]) -> None:
-            written = await self._kube.patch_status(namespace, name, patch)
+            nonlocal version
+            written = await self._kube.patch_status(namespace, name, patch, resource_version=version)
             metrics.STATUS_WRITES.inc()
+            version = str(written["metadata"]["resourceVersion"])
             state.freshest(written)
 
         return write
@@ -427,6 +546,13 @@ def _blocked_deletion(resource: Resource, failure: Failure) -> Failure:
         "finalizer to leave the image in the cloud."
     )
     return Failure(failure.reason, failure.message + advice, cloud_error=failure.cloud_error)
+
+
+def _credentials_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Secret the body's spec.credentialsRef names, read from the raw body (a body no schema of
+    ours accepts may still name one)."""
+    name = ((body.get("spec") or {}).get("credentialsRef") or {}).get("name")
+    return (name,) if isinstance(name, str) and name else ()
 
 
 def _scope(body: Mapping[str, Any]) -> contextlib.AbstractContextManager[object]:
@@ -474,6 +600,15 @@ def _ready_before_records(body: Mapping[str, Any]) -> bool:
         ready.get("status") == "True"
         and ready.get("observedGeneration") == body["metadata"].get("generation")
     )
+
+
+def _synced(body: Mapping[str, Any]) -> str:
+    """The status of the object's Synced condition as the newest body shows it, our own write included: the
+    condition itself, rather than a guess from the outcome (a retry that writes nothing leaves it as it was).
+    """
+    conditions = (body.get("status") or {}).get("conditions") or []
+    synced = next((x for x in conditions if x.get("type") == CONDITION_SYNCED), None) or {}
+    return str(synced.get("status", "Unknown"))
 
 
 def _created_at(body: Mapping[str, Any]) -> datetime | None:

@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
+from desktop_image_operator.api.grants import GrantedCredentials
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.session import CloudSession
@@ -35,8 +36,11 @@ class Credentials:
         *,
         watches: WatchSource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        home: str = "",
     ) -> None:
+        """`home` is the operator's own namespace, where the Secrets that grants lend live."""
         self._session = session
+        self._home = home
         self._default = default_token_source(session, settings)
         self._default_client = session.client(self._default) if self._default else None
         idle = settings.credentials_cache_seconds or 2 * settings.resync_seconds
@@ -60,33 +64,38 @@ class Credentials:
         """Stop watching Secrets."""
         self._secrets.close()
 
-    async def client_for(self, resource: Resource) -> DesktopImageClient:
-        """The client for this object's calls; raises Failure(CredentialsInvalid) when there is none.
+    async def client_for(
+        self, resource: Resource, borrowed: GrantedCredentials | None = None
+    ) -> DesktopImageClient:
+        """The client for this object's calls: its own Secret's, else what a grant lends its namespace
+        (the operator's own credentials, or a Secret in the operator's namespace), else the operator's.
+        Raises Failure(CredentialsInvalid) when there is none.
 
         KubeTimeout passes through: a slow API server says nothing about the credentials.
         """
         ref = resource.spec.credentials_ref
-        if ref is None:
-            if self._default_client is None:
-                raise Failure(
-                    c.CREDENTIALS_INVALID,
-                    "No credentials: set spec.credentialsRef or give the operator default credentials.",
-                )
-            return self._default_client
-        return self._client((resource.namespace, ref.name, ref.key), await self._key(resource))
+        if ref is not None:
+            where = (resource.namespace, ref.name, ref.key)
+            return self._client(where, await self._key(where))
+        if borrowed is not None and borrowed.secret_name is not None:
+            where = (self._home, borrowed.secret_name, borrowed.key)
+            return self._client(where, await self._key(where))
+        if self._default_client is None:
+            raise Failure(
+                c.CREDENTIALS_INVALID,
+                "No credentials: set spec.credentialsRef or give the operator default credentials.",
+            )
+        return self._default_client
 
-    async def _key(self, resource: Resource) -> bytes:
-        ref = resource.spec.credentials_ref
-        assert ref is not None
+    async def _key(self, where: _Ref) -> bytes:
+        namespace, name, key_name = where
         try:
-            secret = await self._secrets.get(resource.namespace, ref.name)
+            secret = await self._secrets.get(namespace, name)
         except SecretUnavailable as error:
             raise Failure(c.CREDENTIALS_INVALID, str(error)) from None
-        key = secret.data.get(ref.key)
+        key = secret.data.get(key_name)
         if key is None:
-            raise Failure(
-                c.CREDENTIALS_INVALID, f"Secret {resource.namespace}/{ref.name} has no key {ref.key!r}."
-            )
+            raise Failure(c.CREDENTIALS_INVALID, f"Secret {namespace}/{name} has no key {key_name!r}.")
         return key
 
     def _client(self, ref: _Ref, key: bytes) -> DesktopImageClient:

@@ -12,6 +12,8 @@ these and tests can build a fresh operator per run.
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +46,7 @@ def build_registry(controller: Controller, login: Login, namespaces: Sequence[st
 
     @kopf.on.login(id="login", registry=registry)
     async def log_in(**_: Any) -> kopf.AiohttpSession:
-        return kopf_session(login, namespaces)
+        return await kopf_session(login, namespaces)
 
     @kopf.on.delete(*RESOURCE, id="delete", registry=registry)
     async def deleted(body: kopf.Body, **_: Any) -> None:
@@ -95,22 +97,33 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
 
 
-def kopf_session(login: Login, namespaces: Sequence[str]) -> kopf.AiohttpSession:
-    """kopf's HTTP session, logged in as the operator's own calls are, with a bounded number of connections.
+async def kopf_session(login: Login, namespaces: Sequence[str]) -> kopf.AiohttpSession:
+    """kopf's HTTP session, logged in as the operator's own calls are (TLS, proxy and impersonation
+    included), with a bounded number of connections.
 
     kopf closes it and asks again when the API server refuses its token, so the token is read afresh here
-    (a rotated ServiceAccount token, a new one from an exec plugin).
+    (a rotated ServiceAccount token, a new one from an exec plugin). In a thread: an exec plugin is a
+    process that may take up to a minute, and on the event loop it would stall everything, Lease renewals
+    included.
     """
-    if login.token is not None:
-        login.token.expire()
-    authorization = login.authorization()
+    authorization, context = await asyncio.to_thread(_fresh_login, login)
+    headers = [*login.headers(), *([("Authorization", authorization)] if authorization else [])]
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=login.ssl_context()),
-        headers={"Authorization": authorization} if authorization else None,
+        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=context),
+        headers=headers or None,
+        proxy=login.proxy_url,
     )
     return kopf.AiohttpSession(
         aiohttp_session=session, server=login.server, default_namespace=login.namespace
     )
+
+
+def _fresh_login(login: Login) -> tuple[str | None, ssl.SSLContext]:
+    """The Authorization header read anew, and an SSL context with the client certificate an exec plugin
+    printed, if any. Blocking."""
+    if login.token is not None:
+        login.token.expire()
+    return login.authorization(), login.ssl_context()
 
 
 def connection_limit(namespaces: Sequence[str]) -> int:

@@ -8,7 +8,8 @@ a thread), so no caller waits longer than the timeout.
 
 The client logs in as kopf does (one `kubeconfig.Login` serves both): the pod's ServiceAccount when there
 is one, else the current kubeconfig. Errors are three: KubeApiError (an error status), KubeTimeout and
-KubeUnreachable; each message names the call.
+KubeUnreachable; each message names the call. A conditional status write refused for a newer version of
+the object raises StatusConflict; a write the leader's fence refuses raises Fenced.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import base64
 import functools
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,19 @@ _MERGE = "application/merge-patch+json"
 _STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 _CUSTOM = f"/apis/{GROUP}/{VERSION}/namespaces"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces"
+# Lists come in pages of this many objects (limit/continue): a namespace of thousands is never one
+# response, decoded whole on a thread while other calls wait for it.
+LIST_PAGE_SIZE = 200
+# A bound on a listing whose continue tokens never end (two million objects: more than any real one).
+_MAX_PAGES = 10_000
+# Lists of Secrets ask for metadata only: their data (key material) never comes over the wire.
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+# Lease calls have threads and connections of their own (one renewal runs at a time; a hand-back may
+# overlap it). Queued behind a burst of other calls, a renewal would miss its deadline and the leader
+# step down, and its successor would meet the same burst.
+_LEASE_WORKERS = 2
+# Tries of a write conditional on the version just read, when the object keeps changing in between.
+_PATCH_ATTEMPTS = 5
 
 
 def _version() -> str:
@@ -59,6 +73,10 @@ class LeaseRecord:
     renewed_at: datetime | None = None
     transitions: int = 0
     resource_version: str = ""
+
+
+class StatusConflict(Exception):
+    """A conditional status write was refused: the object changed since the version it named."""
 
 
 class SecretUnavailable(Exception):
@@ -134,22 +152,43 @@ class KubeApi:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
         # Who wrote what: the API server's audit log and managedFields name the operator.
         self._http = KubeHttp(login, connections=workers, user_agent=USER_AGENT)
-        # Watches hold their connection for minutes: a client of their own keeps them apart from the calls.
-        self._watch_http = KubeHttp(login, connections=workers, user_agent=USER_AGENT)
+        # Watches hold their connection for good: a client of their own keeps them apart from the calls,
+        # with no bound, since every Secret in use has a watch and one kept waiting would never start.
+        self._watch_http = KubeHttp(login, connections=None, user_agent=USER_AGENT)
+        self._lease_pool = ThreadPoolExecutor(max_workers=_LEASE_WORKERS, thread_name_prefix="kube-lease")
+        self._lease_http = KubeHttp(login, connections=_LEASE_WORKERS, user_agent=USER_AGENT)
         self._secrets: dict[tuple[str, str], SecretMeta] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
         self._watch_http.close()
+        self._lease_pool.shutdown(wait=False, cancel_futures=True)
+        self._lease_http.close()
 
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource of one DesktopImage; returns the object as written."""
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any], *, resource_version: str = ""
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one DesktopImage; returns the object as written.
+
+        Fenced when it is sent. With `resource_version` it is conditional on the object being at that
+        version still: StatusConflict when someone wrote it since (a successor leader, say), so a deposed
+        leader never overwrites what its successor recorded.
+        """
         what = f"status patch of DesktopImage {namespace}/{name}"
-        self._admit(what)
         path = f"{_CUSTOM}/{namespace}/{PLURAL}/{name}/status"
         params = {"fieldManager": FIELD_MANAGER}
-        return await self._call(what, "PATCH", path, params=params, body=patch, content_type=_MERGE)
+        if resource_version:
+            # A merge patch naming a resourceVersion is a precondition: the API server answers 409 on another.
+            patch = {**patch, "metadata": {"resourceVersion": resource_version}}
+        try:
+            return await self._call(
+                what, "PATCH", path, params=params, body=patch, content_type=_MERGE, fenced=True
+            )
+        except KubeApiError as error:
+            if error.status == 409:
+                raise StatusConflict(f"The {what} found the object changed since it was read.") from None
+            raise
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         data = (await self.read_secret(namespace, name)).data
@@ -225,11 +264,66 @@ class KubeApi:
         return await self._patch_secret(namespace, name, patch)
 
     async def list_desktop_images(self, namespace: str) -> list[dict[str, Any]]:
-        """All DesktopImages of one namespace, as the API server returns them."""
-        what = f"list of DesktopImages in {namespace}"
-        listing = await self._call(what, "GET", f"{_CUSTOM}/{namespace}/{PLURAL}")
-        items: list[dict[str, Any]] = listing.get("items") or []
-        return items
+        """All DesktopImages of one namespace, as the API server returns them (fetched in pages)."""
+        return [image async for page in self.desktop_image_pages(namespace) for image in page]
+
+    def desktop_image_pages(self, namespace: str | None) -> AsyncGenerator[list[dict[str, Any]]]:
+        """The DesktopImages of one namespace (None: of all), a page at a time."""
+        if namespace is None:
+            return self._pages("list of DesktopImages in all namespaces", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
+        return self._pages(f"list of DesktopImages in {namespace}", f"{_CUSTOM}/{namespace}/{PLURAL}")
+
+    def secret_metadata_pages(self, namespace: str | None) -> AsyncGenerator[list[dict[str, Any]]]:
+        """The Secrets of one namespace (None: of all), a page at a time, with their metadata only."""
+        where, path = (
+            ("all namespaces", "/api/v1/secrets")
+            if namespace is None
+            else (namespace, f"/api/v1/namespaces/{namespace}/secrets")
+        )
+        return self._pages(f"list of Secrets in {where}", path, accept=_METADATA_LIST)
+
+    async def remove_desktop_image_finalizer(self, namespace: str, name: str, finalizer: str) -> bool:
+        """Remove a finalizer from a DesktopImage, leaving its others; False when it had none or is gone.
+
+        Custom objects take no strategic merge, so the new list is written conditional on the version it
+        was worked out from, and worked out again when the object changed meanwhile (a few times at most).
+        """
+        what = f"finalizer patch of DesktopImage {namespace}/{name}"
+        for _ in range(_PATCH_ATTEMPTS):
+            try:
+                return await self._drop_finalizer(namespace, name, finalizer, what)
+            except KubeApiError as error:
+                if error.status == 404:
+                    return False
+                if error.status != 409:
+                    raise
+        raise KubeApiError(what, 409, "Conflict")
+
+    async def _drop_finalizer(self, namespace: str, name: str, finalizer: str, what: str) -> bool:
+        path = f"{_CUSTOM}/{namespace}/{PLURAL}/{name}"
+        metadata = (await self._call(f"read of DesktopImage {namespace}/{name}", "GET", path))["metadata"]
+        finalizers = list(metadata.get("finalizers") or ())
+        if finalizer not in finalizers:
+            return False
+        kept = [other for other in finalizers if other != finalizer]
+        # A merge patch carrying resourceVersion is refused (409) when the object changed since the read.
+        patch = {"metadata": {"finalizers": kept, "resourceVersion": metadata["resourceVersion"]}}
+        await self._call(what, "PATCH", path, body=patch, content_type=_MERGE, fenced=True)
+        return True
+
+    async def _pages(self, what: str, path: str, **request: Any) -> AsyncGenerator[list[dict[str, Any]]]:
+        """A list, a page at a time. KubeTimeout when it has not ended after _MAX_PAGES pages (so a
+        caller never takes part of a list for the whole); KubeApiError 410 when the continue token
+        expired (the list must start over)."""
+        token = ""
+        for _ in range(_MAX_PAGES):
+            params = {"limit": str(LIST_PAGE_SIZE), **({"continue": token} if token else {})}
+            listing = await self._call(what, "GET", path, params=params, **request)
+            yield listing.get("items") or []
+            token = (listing.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+        raise KubeTimeout(f"The {what} did not end within {_MAX_PAGES} pages.")
 
     async def desktop_image_uid(self, namespace: str, name: str) -> str | None:
         """The UID of one DesktopImage, or None when there is none of that name."""
@@ -243,6 +337,26 @@ class KubeApi:
         uid: str | None = found.get("metadata", {}).get("uid")
         return uid
 
+    async def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels (its grants select it by them); None when there is no such namespace."""
+        found = await self._get_or_none(f"read of namespace {name}", f"/api/v1/namespaces/{name}")
+        return None if found is None else dict(found.get("metadata", {}).get("labels") or {})
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (the operator's grants); None when there is no such ConfigMap."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        found = await self._get_or_none(f"read of ConfigMap {namespace}/{name}", path)
+        return None if found is None else dict(found.get("data") or {})
+
+    async def _get_or_none(self, what: str, path: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self._call(what, "GET", path)
+        except KubeApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
     async def namespace_uid(self, name: str) -> str:
         """The UID of a namespace (kube-system's identifies the cluster)."""
         found = await self._call(f"read of namespace {name}", "GET", f"/api/v1/namespaces/{name}")
@@ -252,7 +366,8 @@ class KubeApi:
         """The Lease, or None when it does not exist."""
         what = f"read of Lease {namespace}/{name}"
         try:
-            lease = await self._call(what, "GET", f"{_LEASES}/{namespace}/leases/{name}", within=within)
+            path = f"{_LEASES}/{namespace}/leases/{name}"
+            lease = await self._call(what, "GET", path, within=within, lease=True)
         except KubeApiError as error:
             if error.status == 404:
                 return None
@@ -279,7 +394,7 @@ class KubeApi:
         self, what: str, method: str, path: str, body: dict[str, Any], within: float
     ) -> LeaseRecord:
         try:
-            lease = await self._call(what, method, path, body=body, within=within)
+            lease = await self._call(what, method, path, body=body, within=within, lease=True)
         except KubeApiError as error:
             if error.status == 409:
                 raise LeaseConflict(f"The {what} lost a race: the Lease changed meanwhile.") from None
@@ -292,9 +407,8 @@ class KubeApi:
 
     async def _patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> SecretMeta | None:
         what = f"finalizer patch of Secret {namespace}/{name}"
-        self._admit(what)
         return await self._secret_call(
-            namespace, name, what, "PATCH", body=patch, content_type=_STRATEGIC_MERGE
+            namespace, name, what, "PATCH", body=patch, content_type=_STRATEGIC_MERGE, fenced=True
         )
 
     async def _secret_call(
@@ -312,20 +426,50 @@ class KubeApi:
         return meta
 
     async def _call(
-        self, what: str, method: str, path: str, *, within: float | None = None, **request: Any
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        within: float | None = None,
+        lease: bool = False,
+        fenced: bool = False,
+        **request: Any,
     ) -> dict[str, Any]:
-        """Make one request in the pool; KubeTimeout when it has no answer within the timeout (the
-        client's, or a shorter one the caller gives)."""
+        """Make one request in the pool (the Lease's own with `lease`); KubeTimeout when it has no answer
+        within the timeout (the client's, or a shorter one the caller gives). A `fenced` one goes out
+        only through the gate, see `_send`."""
         limit = self._timeout if within is None else min(within, self._timeout)
-        bound = functools.partial(self._http.request, what, method, path, timeout=limit, **request)
+        pool, http = (self._lease_pool, self._lease_http) if lease else (self._pool, self._http)
+        bound = functools.partial(
+            self._send, http, what, method, path, timeout=limit, fenced=fenced, **request
+        )
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, bound), limit)
+            return await asyncio.wait_for(loop.run_in_executor(pool, bound), limit)
         except (TimeoutError, httpx.TimeoutException):
             raise KubeTimeout(f"The {what} timed out after {limit:g} s.") from None
         except httpx.TransportError as error:
             problem = f"could not reach the API server ({type(error).__name__})"
             raise KubeUnreachable(f"The {what} {problem}.") from None
+
+    def _send(
+        self,
+        http: KubeHttp,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        timeout: float,
+        fenced: bool,
+        **request: Any,
+    ) -> dict[str, Any]:
+        """One request, on a pool thread. A fenced one is checked here, right before it goes out rather than
+        before its wait for a thread, and may take no longer than the gate has left (Fenced when shut)."""
+        if fenced and self._gate is not None:
+            self._gate.check(what)
+            timeout = min(timeout, self._gate.remaining())
+        return http.request(what, method, path, timeout=timeout, **request)
 
 
 def _secret(namespace: str, name: str) -> str:

@@ -32,14 +32,17 @@ class KubeApiError(Exception):
 
 
 class KubeHttp:
-    def __init__(self, login: Login, *, connections: int, user_agent: str) -> None:
+    def __init__(self, login: Login, *, connections: int | None, user_agent: str) -> None:
+        """`connections` bounds the pool; None leaves it unbounded (watches: each holds one for good)."""
         self._login = login
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         verify = login.ssl_context() if login.server.startswith("https:") else False
+        proxy = httpx.Proxy(login.proxy_url) if login.proxy_url else None
+        transport = httpx.HTTPTransport(verify=verify, limits=limits, retries=1, proxy=proxy)
         self._client = httpx.Client(
             base_url=login.server,
-            transport=httpx.HTTPTransport(verify=verify, limits=limits, retries=1),
-            headers={"User-Agent": user_agent, "Accept": JSON},
+            transport=transport,
+            headers=[("User-Agent", user_agent), ("Accept", JSON), *login.headers()],
             trust_env=False,  # the API server is reached as the kubeconfig says, not through a proxy variable
         )
 
@@ -56,10 +59,16 @@ class KubeHttp:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
+        accept: str = JSON,
     ) -> dict[str, Any]:
-        """One call; its answer decoded. KubeApiError for an error status, httpx's errors for the rest."""
+        """One call; its answer decoded. KubeApiError for an error status, httpx's errors for the rest.
+
+        `accept` may ask for another form of the answer (a list of metadata only, say).
+        """
         content = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else {}
+        if accept != JSON:
+            headers["Accept"] = accept
         response = self._send(method, path, params, content, headers, httpx.Timeout(timeout), stream=False)
         _raise_for(what, response)
         answer: dict[str, Any] = response.json()

@@ -8,6 +8,8 @@ conditional on the resourceVersion read just before, so two candidates never bot
 The leader renews every retry period. Its fence (see `cloud.fencing`) stays open until the start of the
 last successful renewal plus the renew deadline, which is shorter than the Lease duration: a leader that
 cannot renew stops acting before any standby may take over, even when it was frozen and never noticed.
+A renewal that finds the Lease naming someone else, or gone, ends the leadership at once: whoever wrote
+it (a standby, a person, a restore from a backup) may let another instance act from now on.
 
 The kubernetes client's own `leaderelection` module is synchronous, sleeps in threads, never releases
 the Lease and has no fence, so this one is written for asyncio. It creates no asyncio tasks of its own.
@@ -42,6 +44,10 @@ _JITTER = 0.2
 # Wake this long after a holder's Lease would expire, so the expiry check surely sees it expired.
 _EXPIRY_MARGIN = 0.05
 _MIN_CALL_TIMEOUT = 0.1
+
+
+class LeaseLost(Exception):
+    """While leading, the Lease was found naming another holder, or gone; the message says which."""
 
 
 class LeaseStore(Protocol):
@@ -124,6 +130,7 @@ class LeaderElection:
         self._seen: LeaseRecord | None = None  # the Lease as last read
         self._seen_at = 0.0  # when we first saw that version of it (monotonic)
         self._written: LeaseRecord | None = None  # the Lease as our last successful write left it
+        self._attempted_at = 0.0  # when the last renewal started (monotonic)
         self.leading = False
 
     async def acquire(self, stop: asyncio.Event) -> bool:
@@ -138,24 +145,29 @@ class LeaderElection:
         return False
 
     async def hold(self) -> None:
-        """Renew every retry period; return once renewals failed for the whole renew deadline (the fence
-        has closed by then). Leadership ends when this returns or is cancelled."""
+        """Renew every retry period (counted from the start of the last attempt); return at once when the
+        Lease names someone else or is gone, or once renewals failed for the whole renew deadline (the
+        fence has closed by then). Leadership ends when this returns or is cancelled."""
         try:
             while True:
-                await asyncio.sleep(min(self.config.retry_seconds, self.fence.remaining()))
+                await asyncio.sleep(min(self._until_next_attempt(), self.fence.remaining()))
                 if not self.fence.open:
                     log.error("%s could not renew Lease %s in time", self.config.identity, self.config.lease)
                     return
-                started = self._monotonic()
-                if await self._try(started + self.fence.remaining()):
+                started = self._attempted_at = self._monotonic()
+                if await self._try(started + self.fence.remaining(), holding=True):
                     self.fence.grant(started + self.config.renew_deadline_seconds)
+        except LeaseLost as lost:
+            self._written = None  # nothing of ours to hand back any more
+            log.warning("%s lost Lease %s: %s", self.config.identity, self.config.lease, lost)
         finally:
             self.step_down()
 
     def step_down(self) -> None:
-        """Stop acting at once: the fence shuts whatever happens to the Lease."""
+        """Stop acting at once: the fence shuts (cancelling the calls in flight under it) whatever happens
+        to the Lease, and the metrics show a standby."""
         self.fence.revoke()
-        metrics.LEADER.set(0)
+        metrics.stand_by()
         if self.leading:
             self.leading = False
             log.warning("%s stopped leading", self.config.identity)
@@ -186,10 +198,13 @@ class LeaderElection:
 
     # -- one attempt --------------------------------------------------------------------------------------
 
-    async def _try(self, deadline: float) -> bool:
-        """One read and at most one write; True when the Lease now names us. Never raises."""
+    async def _try(self, deadline: float, *, holding: bool = False) -> bool:
+        """One read and at most one write; True when the Lease now names us. Raises only LeaseLost, when
+        `holding` (renewing as the leader) and the Lease names someone else or is gone."""
         try:
-            return await self._try_once(deadline)
+            return await self._try_once(deadline, holding=holding)
+        except LeaseLost:
+            raise
         except LeaseConflict:
             log.debug("%s lost a race for Lease %s", self.config.identity, self.config.lease)
         except Exception as error:  # the election must outlive a slow or absent API server
@@ -202,13 +217,15 @@ class LeaderElection:
             )
         return False
 
-    async def _try_once(self, deadline: float) -> bool:
+    async def _try_once(self, deadline: float, *, holding: bool) -> bool:
         config = self.config
         current = await self._store.read_lease(config.namespace, config.name, within=self._left(deadline))
         if current is not None:
             self._observe(current)
-            if current.holder not in ("", config.identity) and not self._expired(current):
-                return False
+        if holding:
+            _check_held(current, config.identity)
+        elif self._held_by_another(current):
+            return False
         claim = self._claim(current)
         write = self._store.create_lease if current is None else self._store.replace_lease
         self._written = await write(config.namespace, config.name, claim, within=self._left(deadline))
@@ -227,6 +244,13 @@ class LeaderElection:
             resource_version="" if current is None else current.resource_version,
         )
 
+    def _held_by_another(self, current: LeaseRecord | None) -> bool:
+        return (
+            current is not None
+            and current.holder not in ("", self.config.identity)
+            and not self._expired(current)
+        )
+
     def _observe(self, record: LeaseRecord) -> None:
         if self._seen is None or self._seen.resource_version != record.resource_version:
             self._seen_at = self._monotonic()
@@ -242,6 +266,10 @@ class LeaderElection:
     def _expired(self, record: LeaseRecord) -> bool:
         return self._seen is record and self._expires_in() <= 0
 
+    def _until_next_attempt(self) -> float:
+        """Seconds until the next renewal is due: a slow attempt does not push the next one further out."""
+        return max(0.0, self._attempted_at + self.config.retry_seconds - self._monotonic())
+
     def _pause(self) -> float:
         """The retry period (jittered), cut short to just after the holder's Lease expires."""
         pause = self.config.retry_seconds * (1 + self._rng.uniform(0, _JITTER))
@@ -254,9 +282,19 @@ class LeaderElection:
 
     def _lead(self, started: float) -> None:
         self.fence.grant(started + self.config.renew_deadline_seconds)
+        self._attempted_at = started
         self.leading = True
-        metrics.LEADER.set(1)
+        metrics.lead()
         log.info("%s is the leader now (Lease %s)", self.config.identity, self.config.lease)
+
+
+def _check_held(current: LeaseRecord | None, identity: str) -> None:
+    """LeaseLost unless the Lease read names `identity`. Written by someone else, it may let a standby
+    act already: a free or missing Lease is taken at its next attempt, without waiting for an expiry."""
+    if current is None:
+        raise LeaseLost("the Lease is gone")
+    if current.holder != identity:
+        raise LeaseLost(f"it names {current.holder or 'no holder'} now")
 
 
 async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:

@@ -2,9 +2,19 @@
 
 The first use of a Secret reads it (one GET) and starts a watch of that Secret alone (a field selector
 on its name) from the version read. The watch's events replace the kept copy; a deletion drops it. A
-copy is trusted only while its watch runs: when the watch fails or expires (the API server went away,
-410 Gone) the copy is dropped and the next use reads the Secret again. A Secret no object used for a
-while is no longer watched.
+copy is trusted only while its watch runs: when the watch breaks (no answer within its read timeout,
+the connection lost, a 5xx) the copy is not trusted until the watch is opened again from the last
+version it saw, and when that fails a few times, or the version expired (410 Gone), the copy is dropped
+and the next use reads the Secret again. A Secret no object used for a while is no longer watched.
+
+One watch per Secret, not one per namespace: with 12 Secrets in use in a namespace of 30 other Secrets
+changing 3 times each, per-Secret watches held 12 connections, made 12 GETs and received the 12 events
+that mattered (6 KB). One namespace watch held 1 connection but received all 132 events: with their
+data (541 KB, the key material of Secrets the operator has no business holding) or metadata only (60
+KB, then a GET per change of a Secret in use: 24 GETs). A label selector would need labels on the
+users' Secrets, and a field selector cannot name a set. A watch costs about 113 KB (its thread and TLS
+connection: 100 watches, 11 MB), and its connection comes from a pool without a bound, so the watches
+grow with the Secrets in use.
 
 The HTTP client is synchronous, so each watch runs in a daemon thread of its own, one long
 request at a time: the server ends each after `WATCH_SECONDS`, and the thread asks again from the last
@@ -19,8 +29,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+import httpx
 
 from desktop_image_operator.controller.kube import KubeApi, SecretMeta, SecretSnapshot, secret_snapshot
 from desktop_image_operator.controller.kube_http import KubeApiError, WatchStream
@@ -28,11 +40,18 @@ from desktop_image_operator.observability import metrics
 
 log = logging.getLogger(__name__)
 
-# How long one watch request lasts on the server. Reopening costs no read (it resumes from the last
-# version), and the socket's read timeout just above it bounds how long a silently broken connection
-# can go unnoticed, so this is also the longest a copy can be trusted after its watch went deaf.
-WATCH_SECONDS = 120
-READ_SLACK_SECONDS = 15.0
+# How long one watch request lasts on the server, and how much longer the socket's read timeout waits.
+# The server sends nothing while the Secret is unchanged, so the read timeout must outlast a request,
+# and it bounds how long a connection that went silent can go unnoticed (30 s): a copy is trusted that
+# long at most after its watch went deaf. Reopening costs one request and no read (it resumes from the
+# last version), so a short request is cheap.
+WATCH_SECONDS = 25
+READ_SLACK_SECONDS = 5.0
+# Pauses before opening a broken watch again; after as many breaks in a row the watch ends (after two
+# when both were timeouts: a server that stays silent is given up about 60 s after it fell silent).
+REOPEN_PAUSES = (0.5, 2.0, 5.0)
+# Answers after which a watch is opened again: the API server is busy or restarting, not refusing.
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Without permission to watch (RBAC from before watches), a copy is kept this long and then read again.
 UNWATCHED_SECONDS = 60.0
 # How long close() waits for the watch threads together; they are daemons, so none outlives the process.
@@ -54,6 +73,9 @@ class WatchListener(Protocol):
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
         """The Secret as it is now; None when it was deleted."""
+
+    def following(self, connected: bool) -> None:
+        """False: the watch broke and is being opened again; True: it is back, from the last version."""
 
     def ended(self, why: WatchEnd) -> None:
         """The watch is over and reports nothing more."""
@@ -190,32 +212,40 @@ class _Entry:
         self.read_at = self.last_used = cache._clock()
         self.unwatched_until = float("-inf")
         self.watching: Watching | None = None
-        # Set by the watch's thread the moment it ends: from then on the copy is not trusted, even
-        # before the event loop has heard why.
-        self.live = True
+        # Set by the watch's thread the moment it breaks or ends: from then on the copy is not trusted,
+        # even before the event loop has heard why.
+        self.connected = True
+        self.retired = False
         self._cache = cache
         self._loop = loop
 
+    @property
+    def live(self) -> bool:
+        return self.connected and not self.retired
+
     def retire(self) -> None:
-        self.live = False
+        self.retired = True
         if self.watching is not None:
             self.watching.stop()
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
         self._post(self._cache._changed, self, snapshot)
 
+    def following(self, connected: bool) -> None:
+        self.connected = connected
+
     def ended(self, why: WatchEnd) -> None:
-        self.live = False
+        self.connected = False
         self._post(self._cache._ended, self, why)
 
     def wanted(self) -> bool:
-        return self.live and self._cache._clock() - self.last_used < self._cache._idle
+        return not self.retired and self._cache._clock() - self.last_used < self._cache._idle
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         try:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
-            self.live = False  # the loop is closed: nobody uses the copy any more
+            self.retired = True  # the loop is closed: nobody uses the copy any more
 
 
 class ThreadedWatches:
@@ -227,10 +257,12 @@ class ThreadedWatches:
         *,
         seconds: int = WATCH_SECONDS,
         read_slack: float = READ_SLACK_SECONDS,
+        reopen_pauses: Sequence[float] = REOPEN_PAUSES,
     ) -> None:
         self._kube = kube
         self._seconds = seconds
         self._read_slack = read_slack
+        self.reopen_pauses = tuple(reopen_pauses)
         self._threads: set[_SecretWatch] = set()
 
     def watch(self, namespace: str, name: str, since: str, listener: WatchListener) -> Watching:
@@ -258,7 +290,7 @@ class _WatchOver(Exception):
 
 
 class _SecretWatch(threading.Thread):
-    """Watch one Secret until it is no longer wanted, stopped, or the watch breaks."""
+    """Watch one Secret until it is no longer wanted, stopped, or the watch breaks for good."""
 
     def __init__(self, source: ThreadedWatches, key: _Key, since: str, listener: WatchListener) -> None:
         super().__init__(name=f"secret-watch {key[0]}/{key[1]}", daemon=True)
@@ -267,63 +299,97 @@ class _SecretWatch(threading.Thread):
         self._version = since
         self._listener = listener
         self._lock = threading.Lock()
-        self._stopped = False
+        self._stopped = threading.Event()
         self._response: WatchStream | None = None
+        self._connected = True  # as the listener was last told
+        self._breaks = 0  # in a row, since a request last delivered an event or ended as the server ends it
 
     def stop(self) -> None:
         with self._lock:
-            self._stopped = True
+            self._stopped.set()
             response = self._response
         if response is not None:
             response.interrupt()
 
     def run(self) -> None:
         why = self._follow_while_wanted()
-        with self._lock:
-            if self._stopped:
-                why = WatchEnd.STOPPED
+        if self._stopped.is_set():
+            why = WatchEnd.STOPPED
         self._listener.ended(why)
 
     def _follow_while_wanted(self) -> WatchEnd:
-        try:
-            while self._listener.wanted():
+        while self._listener.wanted():
+            try:
                 self._follow_once()
-        except _WatchOver as over:
-            return over.why
-        except KubeApiError as error:
-            return _ending_of(error.status)
-        except Exception as error:  # whatever broke the stream, the copy can no longer be trusted
-            # The type only: a message could quote what the stream carried.
-            log.debug("watch of Secret %s/%s broke: %s", *self._key, type(error).__name__)
-            return WatchEnd.FAILED
+            except _WatchOver as over:
+                return over.why
+            except Exception as error:  # whatever broke the stream, the copy can no longer be trusted
+                why = self._after_break(error)
+                if why is not None:
+                    return why
         return WatchEnd.IDLE
+
+    def _after_break(self, error: Exception) -> WatchEnd | None:
+        """How the watch ends after this error; None once it may be opened again (after a pause)."""
+        if self._stopped.is_set():
+            return WatchEnd.STOPPED
+        # The type only: a message could quote what the stream carried.
+        log.debug("watch of Secret %s/%s broke: %s", *self._key, type(error).__name__)
+        why = _ending_after(error)
+        pauses = self._source.reopen_pauses
+        # A server silent again after a reopen is given up at once: each wait for it is a read timeout.
+        silent_again = self._breaks > 0 and isinstance(error, httpx.TimeoutException)
+        if why is not None or silent_again or self._breaks >= len(pauses):
+            return why or WatchEnd.FAILED
+        self._tell_connected(False)
+        self._stopped.wait(pauses[self._breaks])
+        self._breaks += 1
+        return WatchEnd.STOPPED if self._stopped.is_set() else None
 
     def _follow_once(self) -> None:
         response = self._source.open(self._key, self._version)
         with self._lock:
-            stopped, self._response = self._stopped, response
+            stopped, self._response = self._stopped.is_set(), response
         try:
             if stopped:
                 raise _WatchOver(WatchEnd.STOPPED)
+            # Resumed from the last version seen: the events missed meanwhile come first.
+            self._tell_connected(True)
             for line in response.lines():
+                self._breaks = 0
                 self._handle(json.loads(line))
         finally:
             with self._lock:
                 self._response = None
             response.close()
-        with self._lock:
-            if self._stopped:  # the stream ended because stop() cut it, not because the server did
-                raise _WatchOver(WatchEnd.STOPPED)
+        if self._stopped.is_set():  # the stream ended because stop() cut it, not because the server did
+            raise _WatchOver(WatchEnd.STOPPED)
+        self._breaks = 0
+
+    def _tell_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            self._connected = connected
+            self._listener.following(connected)
 
     def _handle(self, event: dict[str, Any]) -> None:
         kind, body = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
-            raise _WatchOver(_ending_of(body.get("code")))
+            code = body.get("code")
+            raise KubeApiError(f"watch of Secret {self._key[0]}/{self._key[1]}", code or 0, "in the stream")
         self._version = (body.get("metadata") or {}).get("resourceVersion") or self._version
         if kind == "DELETED":
             self._listener.changed(None)
         elif kind in ("ADDED", "MODIFIED"):
             self._listener.changed(secret_snapshot(body))
+
+
+def _ending_after(error: Exception) -> WatchEnd | None:
+    """How an error ends a watch; None when the watch may be opened again (the server may be back)."""
+    if isinstance(error, KubeApiError):
+        return None if error.status in _TRANSIENT_STATUSES else _ending_of(error.status)
+    if isinstance(error, httpx.TransportError):  # no answer in time, the connection lost or refused
+        return None
+    return WatchEnd.FAILED
 
 
 def _ending_of(status: int | None) -> WatchEnd:

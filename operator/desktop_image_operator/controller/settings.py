@@ -116,6 +116,21 @@ class RunSettings(BaseModel):
     retry_period_seconds: float = Field(
         2.0, gt=0, description="Pause between the attempts to acquire or renew the Lease."
     )
+    grants_config_map: str = Field(
+        "desktop-image-operator-grants",
+        min_length=1,
+        max_length=253,
+        description=(
+            "The ConfigMap, in the operator's namespace, whose key grants.yaml says which namespaces may use "
+            "which credentials for which folders. Missing: no namespace borrows the operator's credentials."
+        ),
+    )
+    grants_file: Path | None = Field(
+        None, description="The grants document as a file instead of the ConfigMap (outside a cluster)."
+    )
+    grants_refresh_seconds: float = Field(
+        10.0, gt=0, le=600, description="How often the grants (and namespace labels) are read again."
+    )
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cloud: CloudSettings = Field(default_factory=CloudSettings)

@@ -58,11 +58,14 @@ class Access:
 
     def refusal(self, has_own_credentials: bool) -> Failure | None:
         """Why an object of this namespace may make no cloud call at all; None when it may."""
+        if not self.known:  # fail closed: even a team's own key may be limited to some folders
+            message = (
+                "The operator's grants do not parse; nothing is granted until a cluster administrator "
+                "fixes them."
+            )
+            return Failure(r.NOT_GRANTED, message, cloud_error=False)
         if has_own_credentials:
             return None
-        if not self.known:
-            message = "The operator's grants could not be read; nothing is granted until they can be."
-            return Failure(r.NOT_GRANTED, message, cloud_error=False)
         if not self.credentials:
             return Failure(r.NOT_GRANTED, self._no_grant(), cloud_error=False)
         if len(self.credentials) > 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError, Fenced
 from desktop_image_operator.reconciler import reasons as r
 
 # What the reconciler was doing when the cloud answered: the same code means different things.
@@ -23,6 +23,9 @@ class Failure(Exception):
     message: str
     # A failure the cloud reported is a failed sync; one we decided on (a name conflict) is not.
     cloud_error: bool = True
+    # The leader's fence refused or cancelled a call: this instance may not act, so the run records
+    # nothing (its successor's status is not ours to write) and the call's outcome stays unknown.
+    fenced: bool = False
 
     @property
     def kind(self) -> r.Kind:
@@ -66,6 +69,8 @@ _DURING_COPY: dict[Code, str] = {
 
 def classify(error: CloudError, *, during: Stage) -> Failure:
     """The Failure a cloud error means while the reconciler was at `during`."""
+    if isinstance(error, Fenced):
+        return Failure(r.CLOUD_UNAVAILABLE, describe(error), fenced=True)
     return Failure(_reason(error, during), describe(error))
 
 

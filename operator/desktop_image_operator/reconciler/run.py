@@ -210,6 +210,8 @@ class Run:
 
     async def fail(self, failure: Failure) -> Outcome:
         log.info("%s", failure)  # the line carries the object and the reconcile id already
+        if failure.fenced:
+            return Outcome(Result.TRANSIENT_ERROR, failure.reason)
         self.status.observed_generation = self.resource.generation
         if failure.cloud_error:
             self._set(CONDITION_SYNCED, c.not_ready(failure.reason, failure.message))

@@ -90,6 +90,23 @@ Which default credentials the operator gets: "secret" (an authorized key file fr
 /var/run/secrets/clouddesktop.yc.io/credentials
 {{- end }}
 
+{{/* The ConfigMap holding the grants (templates/grants.yaml); the operator is told its name. */}}
+{{- define "desktop-image-operator.grantsConfigMapName" -}}
+{{- printf "%s-grants" (include "desktop-image-operator.fullname" .) }}
+{{- end }}
+
+{{/*
+The Secrets of the release namespace that grants lend (credentials.secretName), as a JSON list without
+repeats, so that RBAC can name exactly them.
+*/}}
+{{- define "desktop-image-operator.lentSecrets" -}}
+{{- $names := list }}
+{{- range .Values.grants }}
+{{- with .credentials }}{{ with .secretName }}{{ $names = append $names . }}{{ end }}{{ end }}
+{{- end }}
+{{- $names | uniq | sortAlpha | toJson }}
+{{- end }}
+
 {{/*
 The rules of the operator's own objects; the same for a ClusterRole (whole cluster) and for a Role in
 each watched namespace. Every verb is one the operator (or kopf, its framework) actually uses:
@@ -123,4 +140,19 @@ each watched namespace. Every verb is one the operator (or kopf, its framework) 
 
 {{- define "desktop-image-operator.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "desktop-image-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The PromQL label matchers of this release's operator series: prometheusRule.selector, else the job and
+namespace labels its ServiceMonitor (job: the Service's name) or PodMonitor (job: "<namespace>/<name>")
+gives them.
+*/}}
+{{- define "desktop-image-operator.metricsSelector" -}}
+{{- if .Values.prometheusRule.selector }}
+{{- .Values.prometheusRule.selector }}
+{{- else if .Values.metrics.podMonitor.enabled }}
+{{- printf "job=%q, namespace=%q" (printf "%s/%s" .Release.Namespace (include "desktop-image-operator.fullname" .)) .Release.Namespace }}
+{{- else }}
+{{- printf "job=%q, namespace=%q" (include "desktop-image-operator.metricsServiceName" .) .Release.Namespace }}
+{{- end }}
 {{- end }}

@@ -58,7 +58,9 @@ class GrpcTransport:
 
     async def _invoke(self, ctx: CallContext, rpc: Any, request: Any) -> Any:
         try:
-            return await rpc(request, metadata=_metadata(ctx), timeout=self._timeout)
+            # The deadline travels with the call: the server gives up on it too once it has passed.
+            timeout = self._timeout if ctx.timeout is None else min(self._timeout, ctx.timeout)
+            return await rpc(request, metadata=_metadata(ctx), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise grpc_wire.error_from_rpc_error(exc, ctx.request_id) from exc
 

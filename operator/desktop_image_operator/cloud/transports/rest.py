@@ -25,6 +25,11 @@ _DESKTOPS_PATH = "/cloud-desktop/v1/desktops"
 T = TypeVar("T")
 
 
+def _shorter(own: float | None, limit: float) -> float:
+    """The shorter of a client timeout (None: none) and the call's limit."""
+    return limit if own is None else min(own, limit)
+
+
 def transport_error(exc: httpx.HTTPError, request_id: str | None) -> CloudError:
     """A failure below HTTP (timeout, refused or reset connection) as a retryable CloudError."""
     kind = type(exc).__name__
@@ -107,10 +112,23 @@ class RestTransport:
         body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         try:
-            # Timeouts come from the shared client (connect and read configured separately).
-            return await self._http.request(method, url, params=params, json=body, headers=headers_for(ctx))
+            return await self._http.request(
+                method, url, params=params, json=body, headers=headers_for(ctx), timeout=self._timeout(ctx)
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, ctx.request_id) from exc
+
+    def _timeout(self, ctx: CallContext) -> httpx.Timeout:
+        """The shared client's timeouts (connect and read configured separately), each cut to the call's."""
+        own = self._http.timeout
+        if ctx.timeout is None:
+            return own
+        return httpx.Timeout(
+            connect=_shorter(own.connect, ctx.timeout),
+            read=_shorter(own.read, ctx.timeout),
+            write=_shorter(own.write, ctx.timeout),
+            pool=_shorter(own.pool, ctx.timeout),
+        )
 
     async def _call(
         self,
