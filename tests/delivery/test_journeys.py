@@ -43,7 +43,12 @@ from desktop_image_operator.commands.run import ENV_PREFIX
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
-from desktop_image_operator_dev.devenv.stack import LOOPBACK, child_environment, operator_wiring
+from desktop_image_operator_dev.devenv.stack import (
+    LOOPBACK,
+    StackError,
+    child_environment,
+    operator_wiring,
+)
 from desktop_image_operator_dev.fakecloud import methods, seeds
 from desktop_image_operator_dev.helm import CHART, Helm
 from tests.delivery.support import README, ProcessUnderTest, token_kubeconfig
@@ -174,7 +179,8 @@ def shell_environment(helm: Helm, variables: dict[str, str], home: Path) -> dict
         if not name.startswith(ENV_PREFIX) and name != "BASH_ENV"
     }
     path = [str(VENV_BIN), str(helm.binary.parent), env.get("PATH", "")]
-    env.update(helm.env)
+    env.update({name: value for name, value in helm.env.items() if name.startswith("HELM_")})
+    env.update(KUBECONFIG=helm.env["KUBECONFIG"])
     env.update(PATH=os.pathsep.join(path), KUBECACHEDIR=str(home / "kube-cache"), **variables)
     return env
 
@@ -331,21 +337,21 @@ def installed(
     listed: list[dict[str, Any]] | None = None
     verify_output = ""
     try:
-        for block in blocks:
-            if block.role == "set-up":
-                continue  # the test sets its variables (the_set_up_variables)
-            if block.role == "cloud":
-                listed = stand_in_for_cloud(block, cwd, cloud) or listed
-            elif block.role == "registry":
-                continue  # the checkout's chart stands in for the pushed one; the image is never pulled
-            elif block.role == "nodes":
-                operator = stand_in_for_rollout(block, kubectl, control_plane, cloud, workdir)
-            else:
-                output = shell(block)
-                verify_output = output if block is verify else verify_output
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n\n{diagnosis(kubectl, operator)}") from None
-    try:
+        try:
+            for block in blocks:
+                if block.role == "set-up":
+                    continue  # the test sets its variables (the_set_up_variables)
+                if block.role == "cloud":
+                    listed = stand_in_for_cloud(block, cwd, cloud) or listed
+                elif block.role == "registry":
+                    continue  # the checkout's chart stands in for the pushed one; the image is never pulled
+                elif block.role == "nodes":
+                    operator = stand_in_for_rollout(block, kubectl, control_plane, cloud, workdir)
+                else:
+                    output = shell(block)
+                    verify_output = output if block is verify else verify_output
+        except (AssertionError, StackError) as failure:
+            raise AssertionError(f"{failure}\n\n{diagnosis(kubectl, operator)}") from None
         assert operator is not None, "the install journey starts the operator"
         assert listed is not None, "the install journey lists the cloud's images"
         found = VERIFY.search(verify.script)
