@@ -401,10 +401,6 @@ class KubeApi:
             raise
         return _lease_record(lease)
 
-    def _admit(self, what: str) -> None:
-        if self._gate is not None:
-            self._gate.check(what)
-
     async def _patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> SecretMeta | None:
         what = f"finalizer patch of Secret {namespace}/{name}"
         return await self._secret_call(

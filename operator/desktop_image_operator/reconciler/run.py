@@ -89,12 +89,13 @@ class Run:
         self.status.image_description = image.description
         self.status.image_labels = dict(image.labels)
 
-    def _notify(self, reason: str, message: str, *, warning: bool) -> None:
-        """Send an event once per reason in a row: a failure retried ten times is one event, not ten."""
-        if self.status.last_event == reason:
+    def _notify(self, state: str, message: str, *, event: str | None = None, warning: bool = False) -> None:
+        """Send an event once per state in a row (a failure retried ten times is one event, not ten); the
+        state is recorded in status.lastEvent, the event's reason is `event` or the state itself."""
+        if self.status.last_event == state:
             return
-        self.status.last_event = reason
-        (self.events.warning if warning else self.events.normal)(reason, message)
+        self.status.last_event = state
+        (self.events.warning if warning else self.events.normal)(event or state, message)
 
     # -- outcomes -------------------------------------------------------------------------------------
 
@@ -121,14 +122,10 @@ class Run:
             self.status.first_ready_at = self.now
         updated = (before := self.resource.status.operation) is not None and before.kind == "Update"
         event = "ImageUpdated" if updated and not first else "ImageReady"
-        self._notify_ready(event, f"Cloud image {image.id} is ACTIVE and matches the spec.")
+        fits = "matches the spec" if matches else "differs from the spec (observed, not changed)"
+        self._notify(r.AVAILABLE, f"Cloud image {image.id} is ACTIVE and {fits}.", event=event)
         await self.flush()
         return Outcome(Result.READY, r.AVAILABLE, first_ready=first)
-
-    def _notify_ready(self, event: str, message: str) -> None:
-        if self.status.last_event != r.AVAILABLE:
-            self.status.last_event = r.AVAILABLE
-            self.events.normal(event, message)
 
     async def sent(self, kind: OperationKind) -> None:
         """Record a request about to go out: if its answer is lost, the next run knows it may have landed."""
