@@ -138,9 +138,9 @@ class ManagedClient:
     @property
     def copies_carry_labels(self) -> bool:
         """Whether a copy's image is born with the request's labels. False when the settings say
-        "documented" or once this session's cloud refused them: an image then has no ownership labels
-        until an Update stamps them, so finding it again after a crash rests on the operation record, the
-        image's name and its creation time."""
+        "documented" or once the cloud refused them (the CloudSession remembers): an image then has no
+        ownership labels until an Update stamps them, so finding it again after a crash rests on the
+        operation record, the image's name and its creation time."""
         return self._copy_fields.carry
 
     async def get_image(self, image_id: str) -> CloudImage:
