@@ -3,18 +3,20 @@
 The order of questions (reconcile):
 1. Our operation still runs: poll it. It failed: record the failure (retried on its schedule). It
    succeeded or is lost: the image says the rest.
-2. spec.source.imageId, or an image confirmed earlier, is gone: ImageNotFound, never a silent re-copy.
-3. Observe only: report what the image is and whether it matches the spec; change nothing.
-4. An image was found: whose it is decides. This object's: converge it. Unowned and named by the user (or
+2. The image, or the folder a copy would go to, is outside the folders granted to the namespace:
+   FolderNotGranted, and nothing of that folder reaches status.
+3. spec.source.imageId, or an image confirmed earlier, is gone: ImageNotFound, never a silent re-copy.
+4. Observe only: report what the image is and whether it matches the spec; change nothing.
+5. An image was found: whose it is decides. This object's: converge it. Unowned and named by the user (or
    this object's copy stored without labels), a predecessor's of the same name, or a gone object's:
    take it over. A live object's of this cluster, or another cluster's without the opt-in annotation:
    AdoptionConflict, and the image is never written.
-5. No image: copy, unless the name belongs to another image (NameConflict) or a failed copy's retry is
+6. No image: copy, unless the name belongs to another image (NameConflict) or a failed copy's retry is
    not due yet.
-6. Name, description or labels differ: one Update with a field mask. Otherwise Ready.
+7. Name, description or labels differ: one Update with a field mask. Otherwise Ready.
 
 Deletion (release) waits out a running operation and a copy of unknown outcome, then deletes an image of
-this object's, never another's.
+this object's, never another's, and never one in a folder no longer granted.
 """
 
 from __future__ import annotations
