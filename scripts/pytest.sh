@@ -3,7 +3,8 @@
 # can cause here: say so plainly instead of failing the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/pytest "$@"
+# The slowest tests are listed at the end: the suite's time budget is watched where it is spent.
+.venv/bin/pytest --durations=20 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest: no tests matched the selection" >&2
