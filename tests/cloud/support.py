@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from desktop_image_operator.cloud.errors import CloudError
+from desktop_image_operator.cloud.settings import CloudSettings
 from desktop_image_operator.cloud.transport import CallContext, ImagePage
 from desktop_image_operator.cloud.types import CloudImage, CloudOperation, CopyRequest, ImageStatus
+from desktop_image_operator_dev.fakecloud import FakeCloud
 
 T = TypeVar("T")
 
@@ -276,3 +278,26 @@ def secret_fragments(pem: str) -> list[str]:
     """Pieces of the base64 body of a PEM that must never show up anywhere."""
     body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
     return [body[i : i + 24] for i in range(0, len(body) - 24, 200)]
+
+
+def settings_for(fake: FakeCloud, transport: str, **overrides: Any) -> CloudSettings:
+    """Cloud settings pointing at the in-process fake, with short waits so tests stay quick."""
+    values: dict[str, Any] = {
+        "transport": transport,
+        "desktop_endpoint": fake.cloud_desktop_url,
+        "operation_endpoint": fake.operation_url,
+        "iam_endpoint": fake.iam_url,
+        "metadata_endpoint": fake.metadata_url,
+        "desktop_grpc_target": fake.grpc_target,
+        "operation_grpc_target": fake.grpc_target,
+        "grpc_insecure": True,
+        "backoff_base_seconds": 0.01,
+        "backoff_cap_seconds": 0.05,
+        "throttle_cooldown_base_seconds": 0.3,
+        "operation_poll_initial_seconds": 0.02,
+        "operation_poll_cap_seconds": 0.1,
+        "operation_timeout_seconds": 20,
+        "request_timeout_seconds": 10,
+    }
+    values.update(overrides)
+    return CloudSettings(**values)

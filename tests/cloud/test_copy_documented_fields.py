@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -20,6 +19,8 @@ from desktop_image_operator.cloud import (
 )
 from desktop_image_operator.cloud.client import documented_key
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, methods
+
+from .support import settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,27 +44,6 @@ async def lenient_fake() -> AsyncIterator[FakeCloud]:
     cloud = FakeCloud(config=FakeCloudConfig(copy_seconds=0.05, operation_seconds=0.05))
     async with cloud:
         yield cloud
-
-
-def settings_for(fake: FakeCloud, transport: str, **overrides: Any) -> CloudSettings:
-    values: dict[str, Any] = {
-        "transport": transport,
-        "desktop_endpoint": fake.cloud_desktop_url,
-        "operation_endpoint": fake.operation_url,
-        "iam_endpoint": fake.iam_url,
-        "metadata_endpoint": fake.metadata_url,
-        "desktop_grpc_target": fake.grpc_target,
-        "operation_grpc_target": fake.grpc_target,
-        "grpc_insecure": True,
-        "backoff_base_seconds": 0.01,
-        "backoff_cap_seconds": 0.05,
-        "operation_poll_initial_seconds": 0.02,
-        "operation_poll_cap_seconds": 0.1,
-        "operation_timeout_seconds": 20,
-        "request_timeout_seconds": 10,
-    }
-    values.update(overrides)
-    return CloudSettings(**values)
 
 
 def labelled(fake: FakeCloud, source: str, name: str) -> CopyRequest:

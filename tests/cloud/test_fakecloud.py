@@ -13,7 +13,6 @@ import pytest
 from desktop_image_operator.cloud import (
     CloudError,
     CloudSession,
-    CloudSettings,
     Code,
     CopyRequest,
     CredentialsError,
@@ -25,7 +24,7 @@ from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedT
 from desktop_image_operator.cloud.fencing import Fence, Fenced
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
-from .support import VirtualClock, other_rsa_key, private_pem
+from .support import VirtualClock, other_rsa_key, private_pem, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,28 +36,6 @@ async def fake() -> AsyncIterator[FakeCloud]:
     cloud = FakeCloud(config=FakeCloudConfig(copy_seconds=0.2, operation_seconds=0.05))
     async with cloud:
         yield cloud
-
-
-def settings_for(fake: FakeCloud, transport: str, **overrides: Any) -> CloudSettings:
-    values: dict[str, Any] = {
-        "transport": transport,
-        "desktop_endpoint": fake.cloud_desktop_url,
-        "operation_endpoint": fake.operation_url,
-        "iam_endpoint": fake.iam_url,
-        "metadata_endpoint": fake.metadata_url,
-        "desktop_grpc_target": fake.grpc_target,
-        "operation_grpc_target": fake.grpc_target,
-        "grpc_insecure": True,
-        "backoff_base_seconds": 0.01,
-        "backoff_cap_seconds": 0.05,
-        "throttle_cooldown_base_seconds": 0.3,
-        "operation_poll_initial_seconds": 0.02,
-        "operation_poll_cap_seconds": 0.1,
-        "operation_timeout_seconds": 20,
-        "request_timeout_seconds": 10,
-    }
-    values.update(overrides)
-    return CloudSettings(**values)
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -242,8 +242,11 @@ class Controller:
                 state.changed = True
                 self._schedule(uid, 0.0)
 
-    def _access(self, namespace: str) -> Access:
-        return Access() if self._grants is None else self._grants.access_for(namespace)
+    def _granted(self, resource: Resource) -> tuple[Resource, Failure | None]:
+        """The object with what the grants allow its namespace, and why it may make no cloud call, if so."""
+        access = Access() if self._grants is None else self._grants.access_for(resource.namespace)
+        refusal = access.refusal(has_own_credentials=resource.spec.credentials_ref is not None)
+        return replace(resource, access=access), refusal
 
     def start_scheduling(self) -> None:
         """Start running reconciles as they fall due (once per term; later calls do nothing).
@@ -318,8 +321,7 @@ class Controller:
             events.warning(c.INVALID_SPEC, str(error))
             return Outcome(Result.TERMINAL_ERROR, c.INVALID_SPEC)
         await self._release_replaced(resource, state)
-        resource = replace(resource, access=self._access(resource.namespace))
-        refusal = resource.access.refusal(has_own_credentials=resource.spec.credentials_ref is not None)
+        resource, refusal = self._granted(resource)
         if refusal is not None:  # outside every grant: not a single cloud call
             return await self._reconciler.report(resource, refusal, write, events)
         try:
@@ -386,8 +388,7 @@ class Controller:
             resource = Resource.from_body(body, self._policies)
         except InvalidObject as error:
             return self._release_invalid(body, events, error)
-        resource = replace(resource, access=self._access(resource.namespace))
-        refusal = resource.access.refusal(has_own_credentials=resource.spec.credentials_ref is not None)
+        resource, refusal = self._granted(resource)
         if refusal is not None and not resource.retains_image:
             # The grant was taken back: the finalizer still lets go, and says what it leaves behind.
             image = resource.status.image_id or "(none recorded)"
