@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import Backoff
 from desktop_image_operator.cloud.errors import (
     RETRYABLE_CODES,
     CloudError,

@@ -9,7 +9,7 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import Backoff
 from desktop_image_operator.cloud.client import ManagedClient, OperationPolling, name_filter
 from desktop_image_operator.cloud.errors import CloudError, Code, QuotaViolation
 from desktop_image_operator.cloud.limits import CallLimiter

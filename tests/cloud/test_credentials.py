@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import Backoff
 from desktop_image_operator.cloud.credentials import (
     IAM_TOKEN_AUDIENCE,
     AuthorizedKeyTokenSource,

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from desktop_image_operator.base import Fence, Fenced
 from desktop_image_operator.cloud import (
     CloudError,
     CloudSession,
@@ -21,7 +22,6 @@ from desktop_image_operator.cloud import (
     open_cloud,
 )
 from desktop_image_operator.cloud.credentials import CachingTokenSource, IssuedToken
-from desktop_image_operator.cloud.fencing import Fence, Fenced
 from desktop_image_operator_dev.fakecloud import FakeCloud, FakeCloudConfig, seeds
 
 from .support import VirtualClock, other_rsa_key, private_pem, settings_for

@@ -3,7 +3,7 @@ Kubernetes client against the real API server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,5 +48,6 @@ async def served() -> AsyncIterator[tuple[Controller, Reconciler]]:
 
 
 @pytest.fixture
-def kube(kubeconfig: Path) -> Iterator[CountingKube]:
-    yield from counting_kube(kubeconfig)
+async def kube(kubeconfig: Path) -> AsyncIterator[CountingKube]:
+    async for api in counting_kube(kubeconfig):
+        yield api

@@ -15,7 +15,7 @@ from desktop_image_operator.controller.handlers import (
     connection_limit,
     kopf_session,
 )
-from desktop_image_operator.controller.kubeconfig import kubeconfig_login
+from desktop_image_operator.kube import kubeconfig_login
 from desktop_image_operator.reconciler.annotations import FINALIZER
 
 

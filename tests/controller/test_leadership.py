@@ -19,12 +19,10 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
+from desktop_image_operator.base import Fence, Fenced
 from desktop_image_operator.cloud.client import ManagedClient
-from desktop_image_operator.cloud.fencing import Fence, Fenced
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.commands.run import add_arguments, settings_values
-from desktop_image_operator.controller.kube import KubeApi, LeaseConflict, LeaseRecord
-from desktop_image_operator.controller.kubeconfig import kubeconfig_login
 from desktop_image_operator.controller.leadership import (
     ElectionConfig,
     LeaderElection,
@@ -32,6 +30,7 @@ from desktop_image_operator.controller.leadership import (
     lease_namespace,
 )
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import KubeApi, LeaseConflict, LeaseRecord, kubeconfig_login
 from desktop_image_operator.observability import metrics
 from tests.cloud.support import FakeTokenSource, ScriptedTransport, image
 

@@ -12,9 +12,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.controller.kube import KubeApi
-from desktop_image_operator.controller.kubeconfig import Login
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
+from desktop_image_operator.kube import KubeApi, Login
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
 from tests.support.counting_kube import CountingKube
 from tests.support.manifests import desktop_image

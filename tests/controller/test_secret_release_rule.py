@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from desktop_image_operator.controller.kube import SecretMeta
 from desktop_image_operator.controller.secret_guard import SecretGuard
+from desktop_image_operator.kube import SecretMeta
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
 
 NAMESPACE, SECRET = "team-a", "team-key"

@@ -14,11 +14,10 @@ import pytest
 from kubernetes import client
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.cloud.fencing import Fence, Fenced
+from desktop_image_operator.base import Fence, Fenced
 from desktop_image_operator.controller.controller import Controller, ObjectState
-from desktop_image_operator.controller.kube import KubeApi, StatusConflict
-from desktop_image_operator.controller.kubeconfig import kubeconfig_login
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import KubeApi, StatusConflict, kubeconfig_login
 from desktop_image_operator.reconciler.reconciler import Reconciler
 from tests.support.manifests import desktop_image
 

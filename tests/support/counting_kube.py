@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from desktop_image_operator.controller.kube import KubeApi
-from desktop_image_operator.controller.kubeconfig import Login, kubeconfig_login
-
-T = TypeVar("T")
+from desktop_image_operator.kube import KubeApi, Login, kubeconfig_login
 
 
 class CountingKube(KubeApi):
@@ -30,8 +27,7 @@ class CountingKube(KubeApi):
         return sum(1 for call in self.calls if call.startswith("read of Secret"))
 
 
-def counting_kube(kubeconfig: Path) -> Iterator[CountingKube]:
+async def counting_kube(kubeconfig: Path) -> AsyncIterator[CountingKube]:
     """A CountingKube for the cluster of `kubeconfig`, closed afterwards (a fixture's body)."""
-    api = CountingKube(kubeconfig_login(kubeconfig))
-    yield api
-    api.close()
+    async with CountingKube(kubeconfig_login(kubeconfig)) as api:
+        yield api

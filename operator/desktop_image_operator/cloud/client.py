@@ -13,11 +13,9 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from desktop_image_operator.cloud.backoff import Backoff
-from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.base import SYSTEM_CLOCK, Backoff, CallGate, Clock
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.fencing import CallGate, Fenced
 from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy
@@ -323,9 +321,7 @@ class ManagedClient:
                 )
                 try:
                     result = await self._send(method, send, ctx)
-                except Fenced:
-                    raise  # this instance may not act: not the cloud's failure, so nothing is recorded
-                except CloudError as exc:
+                except CloudError as exc:  # not Fenced: this instance may not act, the cloud did not fail
                     error = exc
                     self._observe_request(method, error.code.name, self._clock.monotonic() - started)
                 else:

@@ -184,17 +184,6 @@ class CredentialsError(CloudError):
         super().__init__(code, message, request_id=request_id)
 
 
-class Fenced(CloudError):
-    """This instance may not call the cloud now: it is not (or no longer provably) the leader. Raised for
-    a call the leader's fence refused or cancelled (see `cloud.fencing`), whose outcome is then unknown.
-
-    Defined here, not with the fence, so the pure decision layer can tell it apart without asyncio.
-    """
-
-    def __init__(self, method: str) -> None:
-        super().__init__(Code.CANCELLED, f"{method} not sent: this instance is not the leader")
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """A `Retry-After` value (REST header or gRPC metadata) as seconds from now: delta-seconds or an HTTP
     date; None when absent or unreadable."""

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.base import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.retry import DEFAULT_RETRY_AFTER_CAP
 
 log = logging.getLogger(__name__)

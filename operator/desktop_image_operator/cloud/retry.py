@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import Backoff
 from desktop_image_operator.cloud.errors import CloudError
 
 # Longest server-requested wait honoured by default: minutes, not the seconds of our own backoff.

@@ -9,13 +9,11 @@ from typing import Any
 import httpx
 
 from desktop_image_operator import __version__
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import SYSTEM_CLOCK, Backoff, CallGate, Clock
 from desktop_image_operator.cloud.client import CopyFields, ManagedClient, OperationPolling
-from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.registry import TokenSourceRegistry
 from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.credentials.token_service import TokenService
-from desktop_image_operator.cloud.fencing import CallGate
 from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.limits import CallLimiter
 from desktop_image_operator.cloud.retry import RetryPolicy

@@ -122,14 +122,13 @@ async def _list_folder(args: argparse.Namespace) -> list[Any]:
 async def _cluster_id(args: argparse.Namespace) -> str:
     if args.cluster_id:
         return str(args.cluster_id)
-    from desktop_image_operator.controller.kube import KubeApi
-    from desktop_image_operator.controller.kubeconfig import load_login
+    from desktop_image_operator.kube import KubeApi, load_login
 
     kube = KubeApi(load_login())
     try:
         return await kube.namespace_uid("kube-system")
     finally:
-        kube.close()
+        await kube.aclose()
 
 
 def _fail(message: str, code: int) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from desktop_image_operator.controller.kube import KubeApi
+    from desktop_image_operator.kube import KubeApi
 
 PROGRAM = "desktop-image-operator uninstall"
 
@@ -61,7 +61,7 @@ def _left_in_cloud(image: dict[str, Any]) -> str:
 
 
 async def release_desktop_images(kube: KubeApi, scope: str | None, tally: Tally, *, release: bool) -> None:
-    from desktop_image_operator.controller.kube_http import KubeApiError
+    from desktop_image_operator.kube import KubeApiError
     from desktop_image_operator.reconciler.annotations import FINALIZER
 
     try:
@@ -133,14 +133,13 @@ def summary(tally: Tally) -> str:
 
 
 async def _run(args: argparse.Namespace) -> Tally:
-    from desktop_image_operator.controller.kube import KubeApi
-    from desktop_image_operator.controller.kubeconfig import load_login
+    from desktop_image_operator.kube import KubeApi, load_login
 
     kube = KubeApi(load_login())
     try:
         return await uninstall(kube, args.namespace, release_images=args.release_desktop_images)
     finally:
-        kube.close()
+        await kube.aclose()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -22,14 +22,12 @@ import kopf
 import prometheus_client
 from aiohttp import web
 
-from desktop_image_operator.cloud.fencing import Fence
+from desktop_image_operator.base import Fence
 from desktop_image_operator.cloud.session import open_cloud
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.grants import ConfigMapGrants, FileGrants, GrantBook, GrantSource
 from desktop_image_operator.controller.handlers import build_registry
-from desktop_image_operator.controller.kube import KubeApi
-from desktop_image_operator.controller.kubeconfig import Login, load_login
 from desktop_image_operator.controller.leadership import (
     ElectionConfig,
     LeaderElection,
@@ -40,6 +38,7 @@ from desktop_image_operator.controller.leadership import (
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
 from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import KubeApi, Login, load_login
 from desktop_image_operator.observability import memory, metrics
 from desktop_image_operator.observability.logs import configure_logging
 from desktop_image_operator.reconciler.reconciler import Reconciler
@@ -61,7 +60,7 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
     kube = KubeApi(
         login,
         timeout_seconds=settings.kube_timeout_seconds,
-        workers=settings.kube_workers,
+        concurrency=settings.kube_workers,
         gate=fence,
     )
     try:
@@ -93,7 +92,7 @@ async def run_operator(settings: RunSettings, *, stop_flag: asyncio.Event | None
                         election = LeaderElection(kube, ElectionConfig.from_settings(settings), fence=fence)
                         await Replica(settings, controller, election, login, shutdown=stop_flag).run()
     finally:
-        kube.close()
+        await kube.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -28,15 +28,15 @@ from typing import Any, cast
 import kopf
 
 from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED
-from desktop_image_operator.cloud.fencing import Fenced
+from desktop_image_operator.base import Fenced
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.grants import GrantBook
-from desktop_image_operator.controller.kube import KubeApi, StatusConflict
 from desktop_image_operator.controller.resync import resync_of
 from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.scheduler import Scheduler
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import KubeApi, StatusConflict
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import reconcile_scope
 from desktop_image_operator.reconciler import conditions as c

@@ -17,9 +17,8 @@ from desktop_image_operator.cloud.credentials.sources import TokenSource
 from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.cloud.types import DesktopImageClient
-from desktop_image_operator.controller.kube import KubeApi, SecretUnavailable
-from desktop_image_operator.controller.secret_watch import SecretCache, ThreadedWatches, WatchSource
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import KubeApi, SecretCache, SecretUnavailable, SecretWatches, WatchSource
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
@@ -44,7 +43,7 @@ class Credentials:
         self._default = default_token_source(session, settings)
         self._default_client = session.client(self._default) if self._default else None
         idle = settings.credentials_cache_seconds or 2 * settings.resync_seconds
-        watches = watches if watches is not None else ThreadedWatches(kube)
+        watches = watches if watches is not None else SecretWatches(kube)
         self._secrets = SecretCache(kube, watches, idle_seconds=idle, clock=clock)
         # The client last made for each reference, with a digest of the key it was made from.
         self._clients: dict[_Ref, tuple[bytes, DesktopImageClient]] = {}

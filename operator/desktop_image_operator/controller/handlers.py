@@ -12,8 +12,6 @@ these and tests can build a fresh operator per run.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +20,7 @@ import kopf
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.controller import Controller
-from desktop_image_operator.controller.kubeconfig import Login
+from desktop_image_operator.kube import Login
 from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
 from desktop_image_operator.reconciler.reconciler import Result
 
@@ -102,28 +100,22 @@ async def kopf_session(login: Login, namespaces: Sequence[str]) -> kopf.AiohttpS
     included), with a bounded number of connections.
 
     kopf closes it and asks again when the API server refuses its token, so the token is read afresh here
-    (a rotated ServiceAccount token, a new one from an exec plugin). In a thread: an exec plugin is a
-    process that may take up to a minute, and on the event loop it would stall everything, Lease renewals
-    included.
+    (a rotated ServiceAccount token, a new one from an exec plugin, which runs beside the event loop).
+    The SSL context is the login's one, shared with the operator's own calls: an exec plugin's client
+    certificate reaches both.
     """
-    authorization, context = await asyncio.to_thread(_fresh_login, login)
+    if login.token is not None:
+        login.token.expire()
+    authorization = await login.authorization()
     headers = [*login.headers(), *([("Authorization", authorization)] if authorization else [])]
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=context),
+        connector=aiohttp.TCPConnector(limit=connection_limit(namespaces), ssl=login.ssl_context()),
         headers=headers or None,
         proxy=login.proxy_url,
     )
     return kopf.AiohttpSession(
         aiohttp_session=session, server=login.server, default_namespace=login.namespace
     )
-
-
-def _fresh_login(login: Login) -> tuple[str | None, ssl.SSLContext]:
-    """The Authorization header read anew, and an SSL context with the client certificate an exec plugin
-    printed, if any. Blocking."""
-    if login.token is not None:
-        login.token.expire()
-    return login.authorization(), login.ssl_context()
 
 
 def connection_limit(namespaces: Sequence[str]) -> int:

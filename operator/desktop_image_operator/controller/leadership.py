@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from desktop_image_operator.cloud.fencing import Fence
-from desktop_image_operator.controller.kube import LeaseConflict, LeaseRecord
+from desktop_image_operator.base import Fence
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import LeaseConflict, LeaseRecord
 from desktop_image_operator.observability import metrics
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from desktop_image_operator.cloud.backoff import Backoff
+from desktop_image_operator.base import Backoff
 from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Result
 

@@ -33,8 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from desktop_image_operator.controller.kube import KubeApi, KubeTimeout, KubeUnreachable, SecretMeta
-from desktop_image_operator.controller.kube_http import KubeApiError
+from desktop_image_operator.kube import KubeApi, KubeApiError, KubeTimeout, KubeUnreachable, SecretMeta
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError, Fenced
+from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
 from desktop_image_operator.reconciler import reasons as r
 
 # What the reconciler was doing when the cloud answered: the same code means different things.
@@ -69,8 +69,6 @@ _DURING_COPY: dict[Code, str] = {
 
 def classify(error: CloudError, *, during: Stage) -> Failure:
     """The Failure a cloud error means while the reconciler was at `during`."""
-    if isinstance(error, Fenced):
-        return Failure(r.CLOUD_UNAVAILABLE, describe(error), fenced=True)
     return Failure(_reason(error, during), describe(error))
 
 

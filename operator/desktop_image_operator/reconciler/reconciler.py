@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from desktop_image_operator.base import Fenced
 from desktop_image_operator.cloud.errors import CloudError
 from desktop_image_operator.cloud.types import DesktopImageClient
 from desktop_image_operator.reconciler import reasons as r
@@ -73,10 +74,14 @@ class Reconciler:
             seen = await self._observer.observe(resource, run.me, cloud, run.now)
         except CloudError as error:
             return await run.fail(classify(error, during="observe"))
+        except Fenced as error:
+            return await run.fail(fenced(error))
         try:
             return await act(run, cloud, seen, decide(seen, resource, run.now, self.timing))
         except Failure as failure:
             return await run.fail(failure)
+        except Fenced as error:
+            return await run.fail(fenced(error))
 
     # -- deletion -------------------------------------------------------------------------------------
 
@@ -100,7 +105,16 @@ class Reconciler:
             seen = await self._observer.observe(resource, run.me, cloud, run.now)
         except CloudError as error:
             return await run.fail(classify(error, during="delete"))
+        except Fenced as error:
+            return await run.fail(fenced(error))
         try:
             return await act(run, cloud, seen, decide_release(seen, resource, run.now))
         except Failure as failure:
             return await run.fail(failure)
+        except Fenced as error:
+            return await run.fail(fenced(error))
+
+
+def fenced(error: Fenced) -> Failure:
+    """A call the leader's fence refused or cancelled: its outcome is unknown, and nobody failed."""
+    return Failure(r.CLOUD_UNAVAILABLE, str(error), fenced=True)

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.base import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.credentials.keys import AuthorizedKey, make_jwt
 from desktop_image_operator.cloud.credentials.token_service import IssuedToken, TokenService
 from desktop_image_operator.cloud.errors import CloudError

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from desktop_image_operator.cloud.clock import SYSTEM_CLOCK, Clock
+from desktop_image_operator.base import SYSTEM_CLOCK, Clock
 from desktop_image_operator.cloud.errors import RETRYABLE_CODES, CloudError, Code, CredentialsError
 from desktop_image_operator.cloud.hooks import RequestObserver, unobserved
 from desktop_image_operator.cloud.retry import RetryPolicy

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from desktop_image_operator.controller.handlers import kopf_session
-from desktop_image_operator.controller.kube import KubeApi, KubeUnreachable
-from desktop_image_operator.controller.kubeconfig import Login, kubeconfig_login
+from desktop_image_operator.kube import KubeApi, KubeUnreachable, Login, kubeconfig_login
 from desktop_image_operator_dev.devenv.pki import CertificateAuthority, KeyPair
 from tests.support.exec_plugin import CredentialPlugin, write_kubeconfig
 from tests.support.servers import ConnectProxy, TlsApiServer

@@ -12,30 +12,29 @@ changing 3 times each, per-Secret watches held 12 connections, made 12 GETs and 
 that mattered (6 KB). One namespace watch held 1 connection but received all 132 events: with their
 data (541 KB, the key material of Secrets the operator has no business holding) or metadata only (60
 KB, then a GET per change of a Secret in use: 24 GETs). A label selector would need labels on the
-users' Secrets, and a field selector cannot name a set. A watch costs about 113 KB (its thread and TLS
-connection: 100 watches, 11 MB), and its connection comes from a pool without a bound, so the watches
-grow with the Secrets in use.
+users' Secrets, and a field selector cannot name a set. A watch costs one task and one TLS connection,
+from a pool without a bound, so the watches grow with the Secrets in use.
 
-The HTTP client is synchronous, so each watch runs in a daemon thread of its own, one long
-request at a time: the server ends each after `WATCH_SECONDS`, and the thread asks again from the last
-version it saw. Threads hand what they see to the event loop; the kept copies are touched there only.
+Each watch is a task on the event loop making one long request at a time: the server ends each after
+`WATCH_SECONDS`, and the task asks again from the last version it saw. Stopping a watch cancels its task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
 
-from desktop_image_operator.controller.kube import KubeApi, SecretMeta, SecretSnapshot, secret_snapshot
-from desktop_image_operator.controller.kube_http import KubeApiError, WatchStream
+from desktop_image_operator.kube._api import KubeApi, SecretMeta, SecretSnapshot, secret_snapshot
+from desktop_image_operator.kube._errors import KubeApiError
+from desktop_image_operator.kube._transport import WatchStream
 from desktop_image_operator.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,6 @@ REOPEN_PAUSES = (0.5, 2.0, 5.0)
 _TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Without permission to watch (RBAC from before watches), a copy is kept this long and then read again.
 UNWATCHED_SECONDS = 60.0
-# How long close() waits for the watch threads together; they are daemons, so none outlives the process.
-JOIN_SECONDS = 2.0
 
 _Key = tuple[str, str]  # namespace, Secret name
 
@@ -69,7 +66,7 @@ class WatchEnd(enum.Enum):
 
 
 class WatchListener(Protocol):
-    """What a watch reports to; called from the watch's own thread."""
+    """What a watch reports to; called from the watch's own task."""
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
         """The Secret as it is now; None when it was deleted."""
@@ -94,7 +91,7 @@ class WatchSource(Protocol):
         """Watch one Secret for changes after version `since`."""
 
     def close(self) -> None:
-        """Stop every watch and wait for them a little."""
+        """Stop every watch."""
 
 
 class SecretReader(Protocol):
@@ -163,7 +160,7 @@ class SecretCache:
         self._drop(key)
         metrics.SECRET_READS.inc()
         snapshot = await self._reader.read_secret(*key)
-        entry = _Entry(self, key, snapshot, asyncio.get_running_loop())
+        entry = _Entry(self, key, snapshot)
         if self._closed:
             return entry
         self._entries[key] = entry
@@ -202,22 +199,18 @@ class SecretCache:
 
 
 class _Entry:
-    """One kept Secret and the listener of its watch (the thread-facing side)."""
+    """One kept Secret and the listener of its watch."""
 
-    def __init__(
-        self, cache: SecretCache, key: _Key, snapshot: SecretSnapshot, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, cache: SecretCache, key: _Key, snapshot: SecretSnapshot) -> None:
         self.key = key
         self.snapshot = snapshot
         self.read_at = self.last_used = cache._clock()
         self.unwatched_until = float("-inf")
         self.watching: Watching | None = None
-        # Set by the watch's thread the moment it breaks or ends: from then on the copy is not trusted,
-        # even before the event loop has heard why.
+        # Set the moment the watch breaks or ends: from then on the copy is not trusted.
         self.connected = True
         self.retired = False
         self._cache = cache
-        self._loop = loop
 
     @property
     def live(self) -> bool:
@@ -229,27 +222,21 @@ class _Entry:
             self.watching.stop()
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
-        self._post(self._cache._changed, self, snapshot)
+        self._cache._changed(self, snapshot)
 
     def following(self, connected: bool) -> None:
         self.connected = connected
 
     def ended(self, why: WatchEnd) -> None:
         self.connected = False
-        self._post(self._cache._ended, self, why)
+        self._cache._ended(self, why)
 
     def wanted(self) -> bool:
         return not self.retired and self._cache._clock() - self.last_used < self._cache._idle
 
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            self.retired = True  # the loop is closed: nobody uses the copy any more
 
-
-class ThreadedWatches:
-    """The real WatchSource: one daemon thread per watch, over the KubeApi's watch requests."""
+class SecretWatches:
+    """The real WatchSource: one task per watch, over the KubeApi's watch requests."""
 
     def __init__(
         self,
@@ -263,76 +250,68 @@ class ThreadedWatches:
         self._seconds = seconds
         self._read_slack = read_slack
         self.reopen_pauses = tuple(reopen_pauses)
-        self._threads: set[_SecretWatch] = set()
+        self._running: set[_SecretWatch] = set()
 
     def watch(self, namespace: str, name: str, since: str, listener: WatchListener) -> Watching:
         watch = _SecretWatch(self, (namespace, name), since, listener)
-        self._threads = {thread for thread in self._threads if thread.is_alive()} | {watch}
-        watch.start()
+        self._running.add(watch)
+        watch.task.add_done_callback(lambda _: self._running.discard(watch))
         return watch
 
     def close(self) -> None:
-        for thread in self._threads:
-            thread.stop()
-        deadline = time.monotonic() + JOIN_SECONDS
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._threads.clear()
+        for watch in list(self._running):
+            watch.stop()
 
-    def open(self, key: _Key, since: str) -> WatchStream:
-        return self._kube.open_secret_watch(*key, since, self._seconds, read_slack=self._read_slack)
+    @property
+    def running(self) -> int:
+        return len(self._running)
 
-
-class _WatchOver(Exception):
-    def __init__(self, why: WatchEnd) -> None:
-        super().__init__(why.value)
-        self.why = why
+    async def open(self, key: _Key, since: str) -> WatchStream:
+        return await self._kube.open_secret_watch(*key, since, self._seconds, read_slack=self._read_slack)
 
 
-class _SecretWatch(threading.Thread):
+class _SecretWatch:
     """Watch one Secret until it is no longer wanted, stopped, or the watch breaks for good."""
 
-    def __init__(self, source: ThreadedWatches, key: _Key, since: str, listener: WatchListener) -> None:
-        super().__init__(name=f"secret-watch {key[0]}/{key[1]}", daemon=True)
+    def __init__(self, source: SecretWatches, key: _Key, since: str, listener: WatchListener) -> None:
         self._source = source
         self._key = key
         self._version = since
         self._listener = listener
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._response: WatchStream | None = None
+        self._stopped = False
         self._connected = True  # as the listener was last told
         self._breaks = 0  # in a row, since a request last delivered an event or ended as the server ends it
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"secret-watch {key[0]}/{key[1]}"
+        )
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopped.set()
-            response = self._response
-        if response is not None:
-            response.interrupt()
+        if not self._stopped:
+            self._stopped = True
+            self.task.cancel()
 
-    def run(self) -> None:
-        why = self._follow_while_wanted()
-        if self._stopped.is_set():
+    async def _run(self) -> None:
+        try:
+            why = await self._follow_while_wanted()
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise  # the loop is shutting down: nobody is listening any more
+            self.task.uncancel()
             why = WatchEnd.STOPPED
         self._listener.ended(why)
 
-    def _follow_while_wanted(self) -> WatchEnd:
+    async def _follow_while_wanted(self) -> WatchEnd:
         while self._listener.wanted():
             try:
-                self._follow_once()
-            except _WatchOver as over:
-                return over.why
+                await self._follow_once()
             except Exception as error:  # whatever broke the stream, the copy can no longer be trusted
-                why = self._after_break(error)
+                why = await self._after_break(error)
                 if why is not None:
                     return why
         return WatchEnd.IDLE
 
-    def _after_break(self, error: Exception) -> WatchEnd | None:
+    async def _after_break(self, error: Exception) -> WatchEnd | None:
         """How the watch ends after this error; None once it may be opened again (after a pause)."""
-        if self._stopped.is_set():
-            return WatchEnd.STOPPED
         # The type only: a message could quote what the stream carried.
         log.debug("watch of Secret %s/%s broke: %s", *self._key, type(error).__name__)
         why = _ending_after(error)
@@ -342,28 +321,21 @@ class _SecretWatch(threading.Thread):
         if why is not None or silent_again or self._breaks >= len(pauses):
             return why or WatchEnd.FAILED
         self._tell_connected(False)
-        self._stopped.wait(pauses[self._breaks])
+        await asyncio.sleep(pauses[self._breaks])
         self._breaks += 1
-        return WatchEnd.STOPPED if self._stopped.is_set() else None
+        return None
 
-    def _follow_once(self) -> None:
-        response = self._source.open(self._key, self._version)
-        with self._lock:
-            stopped, self._response = self._stopped.is_set(), response
+    async def _follow_once(self) -> None:
+        stream = await self._source.open(self._key, self._version)
         try:
-            if stopped:
-                raise _WatchOver(WatchEnd.STOPPED)
             # Resumed from the last version seen: the events missed meanwhile come first.
             self._tell_connected(True)
-            for line in response.lines():
+            async for line in stream.lines():
                 self._breaks = 0
                 self._handle(json.loads(line))
         finally:
-            with self._lock:
-                self._response = None
-            response.close()
-        if self._stopped.is_set():  # the stream ended because stop() cut it, not because the server did
-            raise _WatchOver(WatchEnd.STOPPED)
+            with contextlib.suppress(Exception):
+                await stream.aclose()
         self._breaks = 0
 
     def _tell_connected(self, connected: bool) -> None:

@@ -16,9 +16,8 @@ from prometheus_client import REGISTRY
 from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.kube import SecretSnapshot
-from desktop_image_operator.controller.secret_watch import ThreadedWatches, WatchEnd
 from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.kube import SecretSnapshot, SecretWatches, WatchEnd
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
 from desktop_image_operator.reconciler.resource import Resource
@@ -46,7 +45,7 @@ class Watched:
     """Credentials over the real client and real watches; closed (threads stopped) afterwards."""
 
     def __init__(self, session: CloudSession, kube: CountingKube, namespace: str, **watching: Any) -> None:
-        self.watches = ThreadedWatches(kube, **watching)
+        self.watches = SecretWatches(kube, **watching)
         self.credentials = Credentials(session, kube, RunSettings(), watches=self.watches)
         self.namespace = namespace
 
@@ -213,7 +212,7 @@ def test_close_stops_every_watch_thread_promptly(
 ) -> None:
     put_secret(core, namespace, 1)
     version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
-    watches = ThreadedWatches(kube)  # each request would last two minutes
+    watches = SecretWatches(kube)  # each request would last two minutes
     recorders = [Recorder() for _ in range(3)]
     for recorder in recorders:
         watches.watch(namespace, NAME, version, recorder)
@@ -231,7 +230,7 @@ def test_a_watch_sees_a_change_then_the_deletion(
 ) -> None:
     put_secret(core, namespace, 1)
     version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
-    watches, recorder = ThreadedWatches(kube), Recorder()
+    watches, recorder = SecretWatches(kube), Recorder()
     watches.watch(namespace, NAME, version, recorder)
     put_secret(core, namespace, 2)
     core.delete_namespaced_secret(NAME, namespace)

@@ -19,12 +19,15 @@ Relative file names are relative to the kubeconfig's own folder, as kubectl read
 
 A token that changes (the ServiceAccount's projected token is rotated on disk; an exec plugin's expires)
 is asked of the `Login` at each request, which reads it again when it is due. An exec plugin is a
-process that may take up to a minute: callers on the event loop run it in a thread.
+process that may take up to a minute: it runs as an asyncio subprocess, so the event loop (and the
+Lease's renewals on it) never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
 import os
 import socket
@@ -34,7 +37,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +45,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import yaml
+
+from desktop_image_operator.kube._errors import KubeConfigError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # The projected token is rewritten by the kubelet long before it expires; reading it this often follows it.
@@ -109,33 +114,56 @@ _FIELDS = {
 }
 
 
-class KubeConfigError(Exception):
-    """No usable way to reach the API server; the message says what is missing or unsupported."""
+class BearerToken:
+    """A bearer token that may change: `current()` is cheap, and reads it again only when due.
 
-
-class TokenSource:
-    """A bearer token that may change: `current()` is cheap, and reads again only when due."""
+    One read at a time: the callers that find it due together wait for that one read.
+    """
 
     def __init__(
-        self, read: Callable[[], tuple[str, float]], clock: Callable[[], float] = time.monotonic
+        self, read: Callable[[], Awaitable[tuple[str, float]]], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._read = read  # returns the token and how long it may be kept
         self._clock = clock
-        self._lock = threading.Lock()
         self._token = ""
         self._until = float("-inf")
+        self._reading: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
-    def current(self) -> str:
-        with self._lock:
+    @classmethod
+    def fixed(cls, token: str) -> BearerToken:
+        return cls(functools.partial(_kept, token, float("inf")))
+
+    @classmethod
+    def from_file(cls, file: Path) -> BearerToken:
+        return cls(functools.partial(_token_file, file))
+
+    async def current(self) -> str:
+        if self._clock() < self._until:
+            return self._token
+        async with self._lock():
             if self._clock() >= self._until:
-                token, keep = self._read()
+                token, keep = await self._read()
                 self._token, self._until = token, self._clock() + keep
             return self._token
 
     def expire(self) -> None:
         """The API server refused the token: read it again at the next request."""
-        with self._lock:
-            self._until = float("-inf")
+        self._until = float("-inf")
+
+    def _lock(self) -> asyncio.Lock:
+        # A lock belongs to one event loop; a login may outlive one (a command, then a test's next loop).
+        loop = asyncio.get_running_loop()
+        if self._reading is None or self._reading[0] is not loop:
+            self._reading = (loop, asyncio.Lock())
+        return self._reading[1]
+
+
+async def _kept(token: str, keep: float) -> tuple[str, float]:
+    return token, keep
+
+
+async def _token_file(file: Path) -> tuple[str, float]:
+    return _read_token(file), TOKEN_FILE_SECONDS
 
 
 class LoginContext(ssl.SSLContext):
@@ -246,7 +274,7 @@ class Login:
     tls_server_name: str | None = None
     proxy_url: str | None = None
     disable_compression: bool = False
-    token: TokenSource | None = field(default=None, repr=False)
+    token: BearerToken | None = field(default=None, repr=False)
     cert_file: str | None = None
     key_file: str | None = None
     cert_data: bytes | None = field(default=None, repr=False)
@@ -258,7 +286,13 @@ class Login:
     namespace: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A new context for one client. An exec plugin's certificate is loaded when the plugin runs."""
+        """The login's one SSL context, shared by every client (kopf's and the operator's pools): its
+        CA and client certificate are loaded once. An exec plugin's certificate is loaded when the
+        plugin runs."""
+        return self._context
+
+    @functools.cached_property
+    def _context(self) -> LoginContext:
         cadata = self.ca_data.decode() if self.ca_data else None
         context = LoginContext.create(cafile=self.ca_file, cadata=cadata, server_name=self.tls_server_name)
         if self.insecure:
@@ -279,11 +313,11 @@ class Login:
             extra.append(("Accept-Encoding", "identity"))
         return extra
 
-    def authorization(self) -> str | None:
+    async def authorization(self) -> str | None:
         """The Authorization header's value, or None when the client certificate alone logs in.
 
-        Blocking: an exec plugin may run (from async code, call it in a thread)."""
-        token = self.token.current() if self.token is not None else ""
+        An exec plugin may run meanwhile, when its token is due."""
+        token = await self.token.current() if self.token is not None else ""
         if token:
             return f"Bearer {token}"
         if self.username is not None:
@@ -320,7 +354,7 @@ def in_cluster_login(
     return Login(
         server=f"https://{host}:{port}",
         ca_file=str(ca_file),
-        token=TokenSource(lambda: (_read_token(token_file), TOKEN_FILE_SECONDS)),
+        token=BearerToken.from_file(token_file),
         namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
     )
 
@@ -366,7 +400,7 @@ def _user_settings(user: _Entry, cluster_info: Callable[[], dict[str, Any]]) -> 
         ExecPlugin(user.values["exec"], user.folder, cluster_info=cluster_info) if _has_exec(user) else None
     )
     return {
-        "token": TokenSource(plugin.token) if plugin is not None else _token_source(user),
+        "token": BearerToken(plugin.token) if plugin is not None else _bearer_token(user),
         "cert_file": user.path("client-certificate"),
         "key_file": user.path("client-key"),
         "cert_data": user.data("client-certificate-data"),
@@ -533,13 +567,13 @@ def _load_yaml(file: Path) -> tuple[dict[str, Any], Path]:
     return loaded, file.parent
 
 
-def _token_source(user: _Entry) -> TokenSource | None:
+def _bearer_token(user: _Entry) -> BearerToken | None:
     token = user.text("token")
     if token:
-        return TokenSource(lambda: (token, float("inf")))
+        return BearerToken.fixed(token)
     token_file = user.path("tokenFile")
     if token_file is not None:
-        return TokenSource(lambda: (_read_token(Path(token_file)), TOKEN_FILE_SECONDS))
+        return BearerToken.from_file(Path(token_file))
     return None
 
 
@@ -557,7 +591,7 @@ def _read_file(file: Path, what: str) -> bytes:
 class ExecPlugin:
     """A kubeconfig's exec plugin (client.authentication.k8s.io): runs it and reads its credential.
 
-    Blocking (a process, up to EXEC_TIMEOUT_SECONDS): from async code, run `token` in a thread.
+    The process (up to EXEC_TIMEOUT_SECONDS) runs beside the event loop, never on it.
     """
 
     def __init__(
@@ -584,9 +618,9 @@ class ExecPlugin:
         self._cluster_info = cluster_info
         self.certificate = ExecCertificate()
 
-    def token(self) -> tuple[str, float]:
+    async def token(self) -> tuple[str, float]:
         """The token it printed ("" when it printed a client certificate only) and how long to keep it."""
-        status = self._run().get("status")
+        status = (await self._run()).get("status")
         if not isinstance(status, dict):
             raise KubeConfigError(f"The exec plugin {self._command()!r} printed no ExecCredential status.")
         token, cert, key = (
@@ -614,23 +648,30 @@ class ExecPlugin:
                 f"The exec plugin {self._command()!r} printed an unusable client certificate."
             ) from None
 
-    def _run(self) -> dict[str, Any]:
+    async def _run(self) -> dict[str, Any]:
         try:
-            done = subprocess.run(
-                [self._command(), *map(str, self._spec.get("args") or [])],
+            process = await asyncio.create_subprocess_exec(
+                self._command(),
+                *map(str, self._spec.get("args") or []),
                 env=self._environment(),
                 cwd=self._folder,
-                capture_output=True,
                 stdin=subprocess.DEVNULL,
-                timeout=EXEC_TIMEOUT_SECONDS,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
-        except (OSError, subprocess.TimeoutExpired) as error:
+        except OSError as error:
             raise KubeConfigError(self._did_not_run(error)) from None
-        if done.returncode != 0:
+        try:
+            async with asyncio.timeout(EXEC_TIMEOUT_SECONDS):
+                printed, _ = await process.communicate()
+        except TimeoutError as error:
+            process.kill()
+            await process.wait()
+            raise KubeConfigError(self._did_not_run(error)) from None
+        if process.returncode != 0:
             # Its standard error is the user's to read in a terminal; it may carry secrets, so not here.
-            raise KubeConfigError(f"The exec plugin {self._command()!r} exited with {done.returncode}.")
-        return self._credential(done.stdout)
+            raise KubeConfigError(f"The exec plugin {self._command()!r} exited with {process.returncode}.")
+        return self._credential(printed)
 
     def _did_not_run(self, error: Exception) -> str:
         message = f"The exec plugin {self._command()!r} did not run: {type(error).__name__}."

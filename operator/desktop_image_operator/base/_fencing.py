@@ -1,4 +1,4 @@
-"""Fencing: cloud calls are allowed only while this instance's leadership is known to be valid.
+"""Fencing: writes (cloud calls, Kubernetes writes) go out only while this leadership is known valid.
 
 The leader election grants the fence up to an instant on the monotonic clock (the start of its last
 successful Lease renewal plus the renew deadline) and revokes it when it steps down. Every call checks
@@ -21,9 +21,14 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol
 
-from desktop_image_operator.cloud.errors import Fenced
 
-__all__ = ["CallGate", "Fence", "Fenced"]
+class Fenced(Exception):
+    """This instance may not write now, to the cloud or to Kubernetes: it is not (or no longer provably)
+    the leader. Raised for a call the fence refused or cancelled, whose outcome is then unknown."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"{method} not sent: this instance is not the leader")
+        self.method = method
 
 
 class CallGate(Protocol):

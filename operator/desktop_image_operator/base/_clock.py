@@ -1,4 +1,4 @@
-"""Time as the cloud client sees it, behind a tiny interface so tests can run on virtual time."""
+"""Time as both sides see it, behind a tiny interface so tests can run on virtual time."""
 
 from __future__ import annotations
 

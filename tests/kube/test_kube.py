@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from desktop_image_operator.controller.kube import KubeApi, KubeTimeout, KubeUnreachable
-from desktop_image_operator.controller.kubeconfig import Login
+from desktop_image_operator.kube import KubeApi, KubeTimeout, KubeUnreachable, Login
 from tests.support.servers import SilentServer
 
 TIMEOUT = 0.5

@@ -23,17 +23,16 @@ import yaml
 
 from desktop_image_operator.controller import kubeconfig as kubeconfig_module
 from desktop_image_operator.controller.handlers import kopf_session
-from desktop_image_operator.controller.kube import KubeApi
-from desktop_image_operator.controller.kube_http import KubeApiError
-from desktop_image_operator.controller.kubeconfig import (
-    ExecPlugin,
+from desktop_image_operator.kube import (
+    KubeApi,
+    KubeApiError,
     KubeConfigError,
     Login,
-    TokenSource,
     in_cluster_login,
     kubeconfig_login,
     load_login,
 )
+from desktop_image_operator.kube._login import ExecPlugin
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.support.clocks import ManualClock
 from tests.support.exec_plugin import EXEC_API, CredentialPlugin, write_kubeconfig, write_script

@@ -1,25 +1,23 @@
 """The operator's own Kubernetes calls (kopf makes the rest): status patches, Secret reads and finalizers,
-and the leader election's Lease.
+owner look-ups, grants, and the leader election's Lease.
 
-The HTTP client is synchronous, so calls run in a small thread pool of their own: a stalled API server
-then ties up these threads only, never the event loop's default executor that others share. Every call
-carries a timeout, both on its socket and on the wait for its result (which also covers time queued for
-a thread), so no caller waits longer than the timeout.
+Calls run on the event loop, at most `concurrency` at once over as many connections: a burst of them
+(a mass deletion's lists, say) queues here, never at the API server. Every call has one timeout that
+covers its wait in that queue too, so no caller waits longer. Lease calls have a pool of their own,
+outside that queue, so nothing else can make a renewal late. Watches have a third pool, without a bound,
+since each holds its connection for good.
 
-The client logs in as kopf does (one `kubeconfig.Login` serves both): the pod's ServiceAccount when there
-is one, else the current kubeconfig. Errors are three: KubeApiError (an error status), KubeTimeout and
-KubeUnreachable; each message names the call. A conditional status write refused for a newer version of
-the object raises StatusConflict; a write the leader's fence refuses raises Fenced.
+Writes to objects are fenced like cloud calls: checked by the leader's fence right before they go out
+(after the queue), given no longer than the fence has left, and cancelled when it is revoked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+import contextlib
 import importlib.metadata
-from collections.abc import AsyncGenerator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +25,20 @@ from typing import Any
 import httpx
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.cloud.fencing import CallGate
-from desktop_image_operator.controller.kube_http import KubeApiError, KubeHttp, WatchStream
-from desktop_image_operator.controller.kubeconfig import Login
+from desktop_image_operator.base import CallGate
+from desktop_image_operator.kube._errors import (
+    KubeApiError,
+    KubeTimeout,
+    KubeUnreachable,
+    LeaseConflict,
+    SecretUnavailable,
+    StatusConflict,
+)
+from desktop_image_operator.kube._login import Login
+from desktop_image_operator.kube._transport import Transport, WatchStream
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
-DEFAULT_WORKERS = 8
+DEFAULT_CONCURRENCY = 8
 _MERGE = "application/merge-patch+json"
 _STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 _CUSTOM = f"/apis/{GROUP}/{VERSION}/namespaces"
@@ -44,10 +50,10 @@ LIST_PAGE_SIZE = 200
 _MAX_PAGES = 10_000
 # Lists of Secrets ask for metadata only: their data (key material) never comes over the wire.
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-# Lease calls have threads and connections of their own (one renewal runs at a time; a hand-back may
-# overlap it). Queued behind a burst of other calls, a renewal would miss its deadline and the leader
-# step down, and its successor would meet the same burst.
-_LEASE_WORKERS = 2
+# Lease calls have connections of their own (one renewal runs at a time; a hand-back may overlap it).
+# Queued behind a burst of other calls, a renewal would miss its deadline and the leader step down, and
+# its successor would meet the same burst.
+_LEASE_CONNECTIONS = 2
 # Tries of a write conditional on the version just read, when the object keeps changing in between.
 _PATCH_ATTEMPTS = 5
 
@@ -57,10 +63,6 @@ def _version() -> str:
         return importlib.metadata.version("desktop-image-operator")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-class LeaseConflict(Exception):
-    """The Lease changed since it was read (or exists already): someone else wrote it first."""
 
 
 @dataclass(frozen=True)
@@ -73,22 +75,6 @@ class LeaseRecord:
     renewed_at: datetime | None = None
     transitions: int = 0
     resource_version: str = ""
-
-
-class StatusConflict(Exception):
-    """A conditional status write was refused: the object changed since the version it named."""
-
-
-class SecretUnavailable(Exception):
-    """The credentials Secret or its key cannot be read; the message says which and why (never the data)."""
-
-
-class KubeTimeout(Exception):
-    """A Kubernetes call got no answer in time; the message names the call and the timeout."""
-
-
-class KubeUnreachable(Exception):
-    """A Kubernetes call found no API server to talk to (refused, reset, no route); the message names it."""
 
 
 @dataclass(frozen=True)
@@ -143,28 +129,32 @@ class KubeApi:
         login: Login,
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-        workers: int = DEFAULT_WORKERS,
+        concurrency: int = DEFAULT_CONCURRENCY,
         gate: CallGate | None = None,
     ) -> None:
         self._timeout = timeout_seconds
         # Writes to objects are fenced like cloud calls: a deposed leader must not overwrite its successor.
         self._gate = gate
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
         # Who wrote what: the API server's audit log and managedFields name the operator.
-        self._http = KubeHttp(login, connections=workers, user_agent=USER_AGENT)
-        # Watches hold their connection for good: a client of their own keeps them apart from the calls,
+        self._calls = Transport(login, connections=concurrency, user_agent=USER_AGENT)
+        # Created on first use, in the loop that uses it.
+        self._queue: asyncio.Semaphore | None = None
+        self._concurrency = concurrency
+        # Watches hold their connection for good: a pool of their own keeps them apart from the calls,
         # with no bound, since every Secret in use has a watch and one kept waiting would never start.
-        self._watch_http = KubeHttp(login, connections=None, user_agent=USER_AGENT)
-        self._lease_pool = ThreadPoolExecutor(max_workers=_LEASE_WORKERS, thread_name_prefix="kube-lease")
-        self._lease_http = KubeHttp(login, connections=_LEASE_WORKERS, user_agent=USER_AGENT)
+        self._watches = Transport(login, connections=None, user_agent=USER_AGENT)
+        self._leases = Transport(login, connections=_LEASE_CONNECTIONS, user_agent=USER_AGENT)
         self._secrets: dict[tuple[str, str], SecretMeta] = {}
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._http.close()
-        self._watch_http.close()
-        self._lease_pool.shutdown(wait=False, cancel_futures=True)
-        self._lease_http.close()
+    async def aclose(self) -> None:
+        for transport in (self._calls, self._watches, self._leases):
+            await transport.aclose()
+
+    async def __aenter__(self) -> KubeApi:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
     async def patch_status(
         self, namespace: str, name: str, patch: dict[str, Any], *, resource_version: str = ""
@@ -187,7 +177,7 @@ class KubeApi:
             )
         except KubeApiError as error:
             if error.status == 409:
-                raise StatusConflict(f"The {what} found the object changed since it was read.") from None
+                raise StatusConflict(what) from None
             raise
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
@@ -218,15 +208,15 @@ class KubeApi:
         else:
             self._secrets[(namespace, name)] = meta
 
-    def open_secret_watch(
+    async def open_secret_watch(
         self, namespace: str, name: str, since: str, seconds: int, *, read_slack: float
     ) -> WatchStream:
         """Start a watch of one Secret from version `since`; the response streams its events as JSON
         lines for `seconds` at most (the server ends it then).
 
-        Blocking, for a thread of its own: a watch would hold one of the call pool's threads for its
-        whole life. The socket read timeout is a little longer than the server's, so a connection that
-        went silent ends the watch instead of keeping it waiting forever.
+        Outside the calls' queue, which a watch would hold for its whole life. The read timeout is a
+        little longer than the server's, so a connection that went silent ends the watch instead of
+        keeping it waiting forever.
         """
         params = {
             "fieldSelector": f"metadata.name={name}",
@@ -236,7 +226,7 @@ class KubeApi:
         }
         what = f"watch of Secret {namespace}/{name}"
         path = f"/api/v1/namespaces/{namespace}/secrets"
-        return self._watch_http.watch(
+        return await self._watches.watch(
             what, path, params, connect_timeout=self._timeout, read_timeout=seconds + read_slack
         )
 
@@ -397,7 +387,7 @@ class KubeApi:
             lease = await self._call(what, method, path, body=body, within=within, lease=True)
         except KubeApiError as error:
             if error.status == 409:
-                raise LeaseConflict(f"The {what} lost a race: the Lease changed meanwhile.") from None
+                raise LeaseConflict(what) from None
             raise
         return _lease_record(lease)
 
@@ -432,40 +422,41 @@ class KubeApi:
         fenced: bool = False,
         **request: Any,
     ) -> dict[str, Any]:
-        """Make one request in the pool (the Lease's own with `lease`); KubeTimeout when it has no answer
-        within the timeout (the client's, or a shorter one the caller gives). A `fenced` one goes out
-        only through the gate, see `_send`."""
+        """Make one request (in the Lease's own pool with `lease`); KubeTimeout when it has no answer
+        within the timeout (the client's, or a shorter one the caller gives), its wait for a turn
+        included. A `fenced` one goes out only through the gate, see `_fenced`."""
         limit = self._timeout if within is None else min(within, self._timeout)
-        pool, http = (self._lease_pool, self._lease_http) if lease else (self._pool, self._http)
-        bound = functools.partial(
-            self._send, http, what, method, path, timeout=limit, fenced=fenced, **request
-        )
-        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(pool, bound), limit)
+            async with asyncio.timeout(limit):
+                if lease:
+                    return await self._leases.request(what, method, path, within=limit, **request)
+                async with self._turn(), self._fenced(what, fenced) as fence_left:
+                    within = min(limit, fence_left)
+                    return await self._calls.request(what, method, path, within=within, **request)
         except (TimeoutError, httpx.TimeoutException):
             raise KubeTimeout(f"The {what} timed out after {limit:g} s.") from None
         except httpx.TransportError as error:
             problem = f"could not reach the API server ({type(error).__name__})"
             raise KubeUnreachable(f"The {what} {problem}.") from None
 
-    def _send(
-        self,
-        http: KubeHttp,
-        what: str,
-        method: str,
-        path: str,
-        *,
-        timeout: float,
-        fenced: bool,
-        **request: Any,
-    ) -> dict[str, Any]:
-        """One request, on a pool thread. A fenced one is checked here, right before it goes out rather than
-        before its wait for a thread, and may take no longer than the gate has left (Fenced when shut)."""
-        if fenced and self._gate is not None:
-            self._gate.check(what)
-            timeout = min(timeout, self._gate.remaining())
-        return http.request(what, method, path, timeout=timeout, **request)
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """A place among the calls in flight (as many as the pool has connections, so none waits there)."""
+        if self._queue is None:
+            self._queue = asyncio.Semaphore(self._concurrency)
+        async with self._queue:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _fenced(self, what: str, fenced: bool) -> AsyncIterator[float]:
+        """For a fenced write: checked now, right before it goes out rather than before its turn came;
+        yields how long it may take (what the fence has left), and is cancelled (`Fenced`) when the
+        fence is revoked meanwhile."""
+        if not fenced or self._gate is None:
+            yield float("inf")
+            return
+        async with self._gate.guard(what):
+            yield self._gate.remaining()
 
 
 def _secret(namespace: str, name: str) -> str:

@@ -14,14 +14,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from desktop_image_operator.controller.kube import KubeApi, SecretSnapshot
-from desktop_image_operator.controller.kubeconfig import Login
-from desktop_image_operator.controller.secret_watch import (
-    READ_SLACK_SECONDS,
-    WATCH_SECONDS,
-    ThreadedWatches,
-    WatchEnd,
-)
+from desktop_image_operator.kube import KubeApi, Login, SecretSnapshot, SecretWatches, WatchEnd
+from desktop_image_operator.kube._secrets import READ_SLACK_SECONDS, WATCH_SECONDS
 from tests.support.servers import SilentServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -132,7 +126,7 @@ def follow(
     read_slack: float = 5.0,
     reopen_pauses: tuple[float, ...] = (0.1, 0.1),
 ) -> None:
-    watches = ThreadedWatches(kube, seconds=seconds, read_slack=read_slack, reopen_pauses=reopen_pauses)
+    watches = SecretWatches(kube, seconds=seconds, read_slack=read_slack, reopen_pauses=reopen_pauses)
     watches.watch("team-a", "key", "5", recorder)
     assert recorder.over.wait(WAIT)
     watches.close()

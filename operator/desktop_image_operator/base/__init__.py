@@ -1,0 +1,11 @@
+"""What the cloud side and the Kubernetes side share: the leader's fence, the clock, one backoff policy.
+
+The base imports nothing of the operator's: both sides stand on it, so a fenced Kubernetes write and a
+fenced cloud call are one error (`Fenced`), and a retry waits by the same rule wherever it happens.
+"""
+
+from desktop_image_operator.base._backoff import Backoff
+from desktop_image_operator.base._clock import SYSTEM_CLOCK, Clock, SystemClock
+from desktop_image_operator.base._fencing import CallGate, Fence, Fenced
+
+__all__ = ["SYSTEM_CLOCK", "Backoff", "CallGate", "Clock", "Fence", "Fenced", "SystemClock"]
