@@ -190,7 +190,7 @@ async def test_an_api_server_without_an_answer_is_a_transient_error_naming_the_s
         with pytest.raises(SecretGuardError) as released:
             await guard.release_if_unused("team-a", "team-key", leaving_uid="any")
     finally:
-        kube.close()
+        await kube.aclose()
         silent.close()
     assert str(held.value) == (
         "Could not add the finalizer to Secret team-a/team-key: "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -71,7 +70,7 @@ async def test_a_status_write_on_a_version_the_object_has_left_is_refused_with_a
                 namespace, "contested", {"status": {"imageId": "stale"}}, resource_version=read
             )
     finally:
-        kube.close()
+        await kube.aclose()
     assert status_of(custom, namespace, "contested")["imageId"] == "new"
 
 
@@ -89,8 +88,8 @@ async def test_a_deposed_leaders_reconcile_cannot_overwrite_what_its_successor_w
         with pytest.raises(StatusConflict):
             await deposed({"status": {"imageStatus": "CREATING"}})
     finally:
-        old.close()
-        new.close()
+        await old.aclose()
+        await new.aclose()
     assert status_of(custom, namespace, "handed-over") == {"imageId": "successor's", "imageStatus": "ACTIVE"}
 
 
@@ -100,21 +99,19 @@ async def test_a_status_write_is_fenced_when_it_is_sent_not_when_it_was_queued(
     make_image(custom, namespace, "queued")
     fence = Fence()
     fence.grant(time.monotonic() + 30.0)
-    kube = KubeApi(kubeconfig_login(kubeconfig), timeout_seconds=5.0, workers=1, gate=fence)
-    release = threading.Event()
+    kube = KubeApi(kubeconfig_login(kubeconfig), timeout_seconds=5.0, concurrency=1, gate=fence)
     try:
-        # The only thread is busy: the write waits in the queue, past the check it would once have had.
-        busy = asyncio.get_running_loop().run_in_executor(kube._pool, release.wait, 5.0)
-        write = asyncio.create_task(kube.patch_status(namespace, "queued", {"status": {"imageId": "late"}}))
-        await asyncio.sleep(0.2)
-        fence.revoke()  # stepped down meanwhile
-        release.set()
-        await busy
+        # The only turn is taken: the write waits in the queue, past the check it would once have had.
+        async with kube._turn():
+            write = asyncio.create_task(
+                kube.patch_status(namespace, "queued", {"status": {"imageId": "late"}})
+            )
+            await asyncio.sleep(0.2)
+            fence.revoke()  # stepped down meanwhile
         with pytest.raises(Fenced):
             await write
     finally:
-        release.set()
-        kube.close()
+        await kube.aclose()
     assert status_of(custom, namespace, "queued") == {}
 
 
@@ -125,17 +122,17 @@ async def test_a_status_write_takes_no_longer_than_the_fence_has_left(
     fence = Fence()
     fence.grant(time.monotonic() + 3.0)
     kube = KubeApi(kubeconfig_login(kubeconfig), timeout_seconds=60.0, gate=fence)
-    timeouts: list[float] = []
-    request = kube._http.request
+    limits: list[float] = []
+    request = kube._calls.request
 
-    def recorded(*args: Any, timeout: float, **kwargs: Any) -> dict[str, Any]:
-        timeouts.append(timeout)
-        return request(*args, timeout=timeout, **kwargs)
+    async def recorded(*args: Any, within: float, **kwargs: Any) -> dict[str, Any]:
+        limits.append(within)
+        return await request(*args, within=within, **kwargs)
 
-    monkeypatch.setattr(kube._http, "request", recorded)
+    monkeypatch.setattr(kube._calls, "request", recorded)
     try:
         await kube.patch_status(namespace, "bounded", {"status": {"imageId": "x"}})
     finally:
-        kube.close()
-    assert len(timeouts) == 1
-    assert 2.0 < timeouts[0] <= 3.0
+        await kube.aclose()
+    assert len(limits) == 1
+    assert 2.0 < limits[0] <= 3.0

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.controller import kube as kube_module
+from desktop_image_operator.kube import _api as kube_module
 from tests.support.counting_kube import CountingKube
 from tests.support.manifests import desktop_image
 

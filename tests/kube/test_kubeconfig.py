@@ -8,11 +8,10 @@ or was refused. The last tests log in to the real local API server each supporte
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from desktop_image_operator.controller import kubeconfig as kubeconfig_module
 from desktop_image_operator.controller.handlers import kopf_session
 from desktop_image_operator.kube import (
+    BearerToken,
     KubeApi,
     KubeApiError,
     KubeConfigError,
@@ -32,7 +31,7 @@ from desktop_image_operator.kube import (
     kubeconfig_login,
     load_login,
 )
-from desktop_image_operator.kube._login import ExecPlugin
+from desktop_image_operator.kube._login import EXEC_INHERITED, ExecPlugin
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from tests.support.clocks import ManualClock
 from tests.support.exec_plugin import EXEC_API, CredentialPlugin, write_kubeconfig, write_script
@@ -76,7 +75,7 @@ def refusal(path: Path) -> str:
 # -- reading a kubeconfig -----------------------------------------------------------------------------
 
 
-def test_relative_certificate_key_and_token_file_names_are_read_from_the_kubeconfigs_folder(
+async def test_relative_certificate_key_and_token_file_names_are_read_from_the_kubeconfigs_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "configs"
@@ -92,10 +91,10 @@ def test_relative_certificate_key_and_token_file_names_are_read_from_the_kubecon
     assert login.ca_file == str(folder / "pki" / "ca.crt")
     assert login.cert_file == str(folder / "pki" / "client.crt")
     assert login.key_file == str(folder / "pki" / "client.key")
-    assert login.authorization() == "Bearer token-from-the-file"
+    assert await login.authorization() == "Bearer token-from-the-file"
 
 
-def test_a_user_defined_in_a_second_kubeconfig_reads_its_files_from_that_files_folder(
+async def test_a_user_defined_in_a_second_kubeconfig_reads_its_files_from_that_files_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first_folder, second_folder = tmp_path / "first", tmp_path / "second"
@@ -115,10 +114,10 @@ def test_a_user_defined_in_a_second_kubeconfig_reads_its_files_from_that_files_f
     login = kubeconfig_login()
 
     assert login.ca_file == str(first_folder / "ca.crt")
-    assert login.authorization() == "Bearer second-folder-token"
+    assert await login.authorization() == "Bearer second-folder-token"
 
 
-def test_several_kubeconfigs_merge_so_the_first_definition_of_a_name_and_the_first_current_context_win(
+async def test_several_kubeconfigs_merge_so_the_first_definition_of_a_name_and_the_first_current_context_win(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = write_raw(
@@ -147,7 +146,7 @@ def test_several_kubeconfigs_merge_so_the_first_definition_of_a_name_and_the_fir
     login = kubeconfig_login()
 
     assert login.server == "https://first.example"
-    assert login.authorization() == "Bearer first-token"
+    assert await login.authorization() == "Bearer first-token"
     assert login.namespace == "team", "the context is defined in the second file only, and found there"
 
 
@@ -260,14 +259,14 @@ def test_a_context_field_the_operator_does_not_support_is_refused_with_a_message
     assert "made-up-option" in refusal(config)
 
 
-def test_extensions_hold_other_tools_data_and_are_passed_over(tmp_path: Path) -> None:
+async def test_extensions_hold_other_tools_data_and_are_passed_over(tmp_path: Path) -> None:
     extensions = [{"name": "some-tool", "extension": {"anything": True}}]
     cluster = {"server": SERVER, "extensions": extensions}
     user = {"token": "t", "extensions": extensions}
 
     login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user=user))
 
-    assert login.authorization() == "Bearer t"
+    assert await login.authorization() == "Bearer t"
 
 
 def test_impersonation_becomes_the_impersonate_headers_one_per_group_and_extra_value(tmp_path: Path) -> None:
@@ -290,12 +289,12 @@ def test_impersonation_becomes_the_impersonate_headers_one_per_group_and_extra_v
     ]
 
 
-def test_a_missing_exec_plugin_is_refused_with_the_kubeconfigs_install_hint(tmp_path: Path) -> None:
+async def test_a_missing_exec_plugin_is_refused_with_the_kubeconfigs_install_hint(tmp_path: Path) -> None:
     hint = "Install the plugin with: get-plugin --latest"
     spec = {"apiVersion": EXEC_API, "command": str(tmp_path / "no-such-plugin"), "installHint": hint}
 
     with pytest.raises(KubeConfigError) as refused:
-        ExecPlugin(spec, tmp_path).token()
+        await ExecPlugin(spec, tmp_path).token()
 
     assert hint in str(refused.value)
 
@@ -327,7 +326,7 @@ def test_outside_a_pod_and_without_any_kubeconfig_load_login_says_where_it_looke
     assert "ServiceAccount" in str(refused.value)
 
 
-def test_certificate_authority_and_client_certificate_data_are_decoded(tmp_path: Path) -> None:
+async def test_certificate_authority_and_client_certificate_data_are_decoded(tmp_path: Path) -> None:
     ca, cert, key = b"ca bytes\n", b"client certificate bytes\n", b"client key bytes\n"
     cluster = {"server": SERVER, "certificate-authority-data": base64.b64encode(ca).decode()}
     user = {
@@ -340,7 +339,7 @@ def test_certificate_authority_and_client_certificate_data_are_decoded(tmp_path:
 
     assert (login.ca_data, login.cert_data, login.key_data) == (ca, cert, key)
     assert (login.ca_file, login.cert_file, login.key_file) == (None, None, None)
-    assert login.authorization() is None, "the client certificate alone logs in"
+    assert await login.authorization() is None, "the client certificate alone logs in"
 
 
 def test_a_kubeconfig_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path) -> None:
@@ -359,7 +358,7 @@ def test_certificate_data_that_is_not_base64_is_refused_with_a_message_naming_th
     assert "certificate-authority-data" in refusal(config)
 
 
-def test_a_basic_auth_user_sends_a_basic_authorization_header_and_keeps_the_password_out_of_repr(
+async def test_a_basic_auth_user_sends_a_basic_authorization_header_and_keeps_the_password_out_of_repr(
     tmp_path: Path,
 ) -> None:
     user = {"username": "alice", "password": "pa:ss word"}
@@ -367,44 +366,54 @@ def test_a_basic_auth_user_sends_a_basic_authorization_header_and_keeps_the_pass
 
     login = kubeconfig_login(config)
 
-    scheme, _, encoded = (login.authorization() or "").partition(" ")
+    scheme, _, encoded = (await login.authorization() or "").partition(" ")
     assert scheme == "Basic"
     assert base64.b64decode(encoded) == b"alice:pa:ss word"
     assert "pa:ss word" not in repr(login)
 
 
-def counting_reads(keep: float) -> tuple[Callable[[], tuple[str, float]], list[str]]:
+def test_a_login_hands_every_caller_the_same_ssl_context_and_another_login_its_own(tmp_path: Path) -> None:
+    config = write_kubeconfig(tmp_path / "config", cluster={"server": SERVER}, user={"token": "t"})
+    login, other = kubeconfig_login(config), kubeconfig_login(config)
+
+    context = login.ssl_context()
+
+    assert login.ssl_context() is context, "made once, then shared by every client of the login"
+    assert other.ssl_context() is not context, "one context per login"
+
+
+def counting_reads(keep: float) -> tuple[Callable[[], Awaitable[tuple[str, float]]], list[str]]:
     """A token reader that hands out token-1, token-2, ... and lists what it handed out."""
     handed: list[str] = []
 
-    def read() -> tuple[str, float]:
+    async def read() -> tuple[str, float]:
         handed.append(f"token-{len(handed) + 1}")
         return handed[-1], keep
 
     return read, handed
 
 
-def test_a_token_source_reads_again_after_expire_and_not_before() -> None:
+async def test_a_bearer_token_is_read_again_after_expire_and_not_before() -> None:
     clock = ManualClock()
     read, handed = counting_reads(keep=60.0)
-    source = TokenSource(read, clock=clock)
+    token = BearerToken(read, clock=clock)
 
-    assert [source.current(), source.current()] == ["token-1", "token-1"]
-    source.expire()
-    assert [source.current(), source.current()] == ["token-2", "token-2"]
+    assert [await token.current(), await token.current()] == ["token-1", "token-1"]
+    token.expire()
+    assert [await token.current(), await token.current()] == ["token-2", "token-2"]
     assert handed == ["token-1", "token-2"]
 
 
-def test_a_token_source_reads_again_once_its_keep_time_has_passed() -> None:
+async def test_a_bearer_token_is_read_again_once_its_keep_time_has_passed() -> None:
     clock = ManualClock()
     read, handed = counting_reads(keep=60.0)
-    source = TokenSource(read, clock=clock)
+    token = BearerToken(read, clock=clock)
 
-    assert source.current() == "token-1"
+    assert await token.current() == "token-1"
     clock.advance(59.0)
-    assert source.current() == "token-1"
+    assert await token.current() == "token-1"
     clock.advance(1.0)
-    assert source.current() == "token-2"
+    assert await token.current() == "token-2"
     assert handed == ["token-1", "token-2"]
 
 
@@ -416,7 +425,7 @@ def service_account_folder(folder: Path, token: str, namespace: str = "team") ->
     return folder
 
 
-def test_the_service_account_login_uses_the_service_environment_and_the_folders_files(
+async def test_the_service_account_login_uses_the_service_environment_and_the_folders_files(
     tmp_path: Path,
 ) -> None:
     folder = service_account_folder(tmp_path / "sa", "sa-token\n")
@@ -430,22 +439,22 @@ def test_the_service_account_login_uses_the_service_environment_and_the_folders_
         str(folder / "ca.crt"),
         "team",
     )
-    assert login.authorization() == "Bearer sa-token"
+    assert await login.authorization() == "Bearer sa-token"
 
 
-def test_the_service_account_token_file_is_read_again_once_the_token_is_expired(tmp_path: Path) -> None:
+async def test_the_service_account_token_file_is_read_again_once_the_token_is_expired(tmp_path: Path) -> None:
     folder = service_account_folder(tmp_path / "sa", "first")
     login = in_cluster_login(
         folder, {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     )
     assert login is not None
     assert login.token is not None
-    assert login.authorization() == "Bearer first"
+    assert await login.authorization() == "Bearer first"
 
     (folder / "token").write_text("rotated")
-    assert login.authorization() == "Bearer first", "kept until due"
+    assert await login.authorization() == "Bearer first", "kept until due"
     login.token.expire()
-    assert login.authorization() == "Bearer rotated"
+    assert await login.authorization() == "Bearer rotated"
 
 
 def test_an_ipv6_service_host_is_put_in_brackets(tmp_path: Path) -> None:
@@ -489,19 +498,19 @@ def exec_login(plugin: CredentialPlugin, **spec: Any) -> Login:
     return kubeconfig_login(write_kubeconfig(plugin.folder / "config", cluster={"server": SERVER}, user=user))
 
 
-def test_an_exec_plugins_token_is_sent_and_kept_while_it_has_no_expiry(tmp_path: Path) -> None:
+async def test_an_exec_plugins_token_is_sent_and_kept_while_it_has_no_expiry(tmp_path: Path) -> None:
     plugin = CredentialPlugin.create(tmp_path, "exec-token")
     login = exec_login(plugin)
 
-    assert login.authorization() == "Bearer exec-token"
-    assert login.authorization() == "Bearer exec-token"
+    assert await login.authorization() == "Bearer exec-token"
+    assert await login.authorization() == "Bearer exec-token"
     assert len(plugin.runs()) == 1
 
 
-def test_the_exec_plugin_is_told_kubernetes_exec_info(tmp_path: Path) -> None:
+async def test_the_exec_plugin_is_told_kubernetes_exec_info(tmp_path: Path) -> None:
     plugin = CredentialPlugin.create(tmp_path, "exec-token")
 
-    exec_login(plugin).authorization()
+    await exec_login(plugin).authorization()
 
     info = json.loads(plugin.runs()[0]["exec_info"])
     assert info["apiVersion"] == EXEC_API
@@ -509,19 +518,19 @@ def test_the_exec_plugin_is_told_kubernetes_exec_info(tmp_path: Path) -> None:
     assert info["spec"]["interactive"] is False
 
 
-def test_env_entries_from_the_kubeconfig_reach_the_exec_plugin_but_the_operators_other_variables_do_not(
+async def test_env_entries_from_the_kubeconfig_reach_the_exec_plugin_but_the_operators_other_variables_do_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLUGIN_INHERITED", "from-the-operator")
     plugin = CredentialPlugin.create(tmp_path, "exec-token")
 
-    exec_login(plugin, env={"PLUGIN_GREETING": "from-the-kubeconfig"}).authorization()
+    await exec_login(plugin, env={"PLUGIN_GREETING": "from-the-kubeconfig"}).authorization()
 
     run = plugin.runs()[0]
     assert (run["greeting"], run["inherited"]) == ("from-the-kubeconfig", None)
 
 
-def test_an_exec_plugin_inherits_path_home_proxies_and_locale_and_never_the_operators_credentials(
+async def test_an_exec_plugin_inherits_path_home_proxies_and_locale_and_never_the_operators_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     given = {
@@ -537,17 +546,17 @@ def test_an_exec_plugin_inherits_path_home_proxies_and_locale_and_never_the_oper
         monkeypatch.setenv(name, value)
     plugin = CredentialPlugin.create(tmp_path, "exec-token")
 
-    exec_login(plugin, env={"PLUGIN_GREETING": "hello"}).authorization()
+    await exec_login(plugin, env={"PLUGIN_GREETING": "hello"}).authorization()
 
     seen = plugin.runs()[0]["environment"]
     expected = {"PATH", "HOME", "HTTPS_PROXY", "no_proxy", "LANG", "PLUGIN_GREETING", "KUBERNETES_EXEC_INFO"}
     assert expected <= set(seen)
-    assert set(seen) - expected <= set(kubeconfig_module.EXEC_INHERITED)
+    assert set(seen) - expected <= set(EXEC_INHERITED)
     assert (seen["HOME"], seen["HTTPS_PROXY"]) == (str(tmp_path), "http://proxy.example:3128")
     assert PLUGIN_SECRET not in json.dumps(seen)
 
 
-def test_an_exec_plugin_asking_for_cluster_info_is_told_the_server_and_its_ca(tmp_path: Path) -> None:
+async def test_an_exec_plugin_asking_for_cluster_info_is_told_the_server_and_its_ca(tmp_path: Path) -> None:
     plugin = CredentialPlugin.create(tmp_path, "exec-token")
     ca = b"-----BEGIN CERTIFICATE-----\nthe CA\n"
     cluster = {
@@ -559,7 +568,7 @@ def test_an_exec_plugin_asking_for_cluster_info_is_told_the_server_and_its_ca(tm
     user = {"exec": {**plugin.spec(), "provideClusterInfo": True}}
     login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user=user))
 
-    login.authorization()
+    await login.authorization()
 
     told = json.loads(plugin.runs()[0]["exec_info"])["spec"]["cluster"]
     assert told["server"] == SERVER
@@ -568,7 +577,7 @@ def test_an_exec_plugin_asking_for_cluster_info_is_told_the_server_and_its_ca(tm
     assert told["config"] == {"audience": "kube"}
 
 
-def test_a_relative_exec_command_is_found_from_the_kubeconfigs_folder(
+async def test_a_relative_exec_command_is_found_from_the_kubeconfigs_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "config-folder"
@@ -578,10 +587,10 @@ def test_a_relative_exec_command_is_found_from_the_kubeconfigs_folder(
 
     login = exec_login(plugin, command=f"./{plugin.script.name}")
 
-    assert login.authorization() == "Bearer exec-token"
+    assert await login.authorization() == "Bearer exec-token"
 
 
-def test_an_exec_token_with_an_expiration_is_asked_for_again_shortly_before_it_expires(
+async def test_an_exec_token_with_an_expiration_is_asked_for_again_shortly_before_it_expires(
     tmp_path: Path,
 ) -> None:
     clock = ManualClock()
@@ -589,41 +598,45 @@ def test_an_exec_token_with_an_expiration_is_asked_for_again_shortly_before_it_e
     expires = (clock.datetime() + timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
     plugin = CredentialPlugin.create(tmp_path, "first")
     spec = plugin.spec(env={"PLUGIN_EXPIRES": expires})
-    source = TokenSource(ExecPlugin(spec, tmp_path, clock=clock).token, clock=clock)
+    token = BearerToken(ExecPlugin(spec, tmp_path, clock=clock).token, clock=clock)
 
-    assert source.current() == "first"
+    assert await token.current() == "first"
     plugin.set_token("second")
     clock.advance(89.0)  # 31 s before expiry: still more than the slack ahead
-    assert source.current() == "first"
+    assert await token.current() == "first"
     clock.advance(2.0)
-    assert source.current() == "second"
+    assert await token.current() == "second"
     assert len(plugin.runs()) == 2
 
 
-def test_an_exec_token_without_an_expiration_is_asked_for_again_only_once_expired(tmp_path: Path) -> None:
+async def test_an_exec_token_without_an_expiration_is_asked_for_again_only_once_expired(
+    tmp_path: Path,
+) -> None:
     clock = ManualClock()
     plugin = CredentialPlugin.create(tmp_path, "first")
-    source = TokenSource(ExecPlugin(plugin.spec(), tmp_path, clock=clock).token, clock=clock)
+    token = BearerToken(ExecPlugin(plugin.spec(), tmp_path, clock=clock).token, clock=clock)
 
-    assert source.current() == "first"
+    assert await token.current() == "first"
     plugin.set_token("second")
     clock.advance(30 * 24 * 3600.0)
-    assert source.current() == "first"
-    source.expire()
-    assert source.current() == "second"
+    assert await token.current() == "first"
+    token.expire()
+    assert await token.current() == "second"
 
 
-def plugin_refusal(tmp_path: Path, source: str) -> str:
+async def plugin_refusal(tmp_path: Path, source: str) -> str:
     """The KubeConfigError message of a login through a plugin with this source."""
     script = write_script(tmp_path / "plugin", source)
     spec = {"apiVersion": EXEC_API, "command": str(script)}
     with pytest.raises(KubeConfigError) as refused:
-        ExecPlugin(spec, tmp_path).token()
+        await ExecPlugin(spec, tmp_path).token()
     return str(refused.value)
 
 
-def test_a_failing_exec_plugin_is_refused_without_repeating_what_it_wrote_to_stderr(tmp_path: Path) -> None:
-    message = plugin_refusal(
+async def test_a_failing_exec_plugin_is_refused_without_repeating_what_it_wrote_to_stderr(
+    tmp_path: Path,
+) -> None:
+    message = await plugin_refusal(
         tmp_path, f"import sys\nsys.stderr.write('token {PLUGIN_SECRET} rejected')\nsys.exit(3)\n"
     )
 
@@ -650,33 +663,33 @@ def test_a_failing_exec_plugin_is_refused_without_repeating_what_it_wrote_to_std
         ),
     ],
 )
-def test_an_exec_plugin_printing_garbage_is_refused_without_repeating_its_output_or_stderr(
+async def test_an_exec_plugin_printing_garbage_is_refused_without_repeating_its_output_or_stderr(
     tmp_path: Path, printed: str
 ) -> None:
     source = f"import sys\nsys.stderr.write('{PLUGIN_SECRET}')\nprint({printed!r})\n"
 
-    message = plugin_refusal(tmp_path, source)
+    message = await plugin_refusal(tmp_path, source)
 
     assert "exec plugin" in message
     assert PLUGIN_SECRET not in message
 
 
-def test_an_exec_plugin_that_does_not_exist_is_refused_with_its_name(tmp_path: Path) -> None:
+async def test_an_exec_plugin_that_does_not_exist_is_refused_with_its_name(tmp_path: Path) -> None:
     spec = {"apiVersion": EXEC_API, "command": str(tmp_path / "no-such-plugin")}
 
     with pytest.raises(KubeConfigError, match=r"no-such-plugin.*did not run: FileNotFoundError"):
-        ExecPlugin(spec, tmp_path).token()
+        await ExecPlugin(spec, tmp_path).token()
 
 
 @pytest.mark.timeout(30)
-def test_an_exec_plugin_that_never_answers_is_given_up_after_the_timeout(
+async def test_an_exec_plugin_that_never_answers_is_given_up_after_the_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kubeconfig_module, "EXEC_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("desktop_image_operator.kube._login.EXEC_TIMEOUT_SECONDS", 0.5)
 
-    message = plugin_refusal(tmp_path, "import time\ntime.sleep(60)\n")
+    message = await plugin_refusal(tmp_path, "import time\ntime.sleep(60)\n")
 
-    assert "did not run: TimeoutExpired" in message
+    assert "did not run: TimeoutError." in message
 
 
 # -- against the real API server ----------------------------------------------------------------------
@@ -684,13 +697,9 @@ def test_an_exec_plugin_that_never_answers_is_given_up_after_the_timeout(
 READABLE = "readable"
 
 
-@contextlib.contextmanager
-def opened(login: Login) -> Iterator[KubeApi]:
-    kube = KubeApi(login, timeout_seconds=10, workers=2)
-    try:
-        yield kube
-    finally:
-        kube.close()
+def opened(login: Login) -> KubeApi:
+    """The operator's client for `login`, to be used as `async with opened(login) as kube`."""
+    return KubeApi(login, timeout_seconds=10, concurrency=2)
 
 
 def reader_token(kubectl: Kubectl, namespace: str) -> str:
@@ -756,7 +765,7 @@ async def test_a_service_account_login_is_refused_once_its_token_is_garbage_and_
     folder, login = pod_login(control_plane, tmp_path, token, namespace)
     assert login.token is not None
 
-    with opened(login) as kube:
+    async with opened(login) as kube:
         assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
         assert await status_of(kube.namespace_uid("kube-system")) == 403, "authenticated, not allowed"
 
@@ -802,7 +811,7 @@ async def test_the_control_planes_own_kubeconfig_logs_in_with_its_client_certifi
     assert login.key_data
     assert login.token is None
 
-    with opened(login) as kube:
+    async with opened(login) as kube:
         uid = await kube.namespace_uid("kube-system")
 
     assert str(uuid.UUID(uid)) == uid
@@ -821,7 +830,7 @@ async def test_an_exec_plugin_that_prints_a_service_account_token_logs_in(
 ) -> None:
     plugin = CredentialPlugin.create(tmp_path, reader_token(kubectl, namespace))
 
-    with opened(kubeconfig_login(plugin_kubeconfig(control_plane, plugin))) as kube:
+    async with opened(kubeconfig_login(plugin_kubeconfig(control_plane, plugin))) as kube:
         assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
         assert await status_of(kube.namespace_uid("kube-system")) == 403
 
@@ -836,7 +845,7 @@ async def test_an_exec_token_the_api_server_refuses_is_asked_of_the_plugin_again
     token = reader_token(kubectl, namespace)
     plugin = CredentialPlugin.create(tmp_path, "revoked-token")
 
-    with opened(kubeconfig_login(plugin_kubeconfig(control_plane, plugin))) as kube:
+    async with opened(kubeconfig_login(plugin_kubeconfig(control_plane, plugin))) as kube:
         assert await status_of(kube.read_secret(namespace, READABLE)) == 401
         assert len(plugin.runs()) == 2, "run once more after the 401"
         plugin.set_token(token)
@@ -855,7 +864,7 @@ async def test_a_user_impersonating_a_service_account_gets_that_accounts_permiss
     admin["users"][0]["user"]["as"] = f"system:serviceaccount:{namespace}:reader"
     login = kubeconfig_login(write_raw(tmp_path / "config", admin))
 
-    with opened(login) as kube:
+    async with opened(login) as kube:
         assert (await kube.read_secret(namespace, READABLE)).data == {"key": b"value"}
         assert await status_of(kube.namespace_uid("kube-system")) == 403, (
             "the admin's own rights are not used"
@@ -875,7 +884,7 @@ async def test_an_exec_plugin_that_prints_a_client_certificate_logs_in_with_it_o
     cluster = {"server": control_plane.server, "certificate-authority-data": ca}
     login = kubeconfig_login(write_kubeconfig(tmp_path / "config", cluster=cluster, user={"exec": spec}))
 
-    with opened(login) as kube:
+    async with opened(login) as kube:
         uid = await kube.namespace_uid("kube-system")
     assert str(uuid.UUID(uid)) == uid
     assert await kopf_status(login, "/api/v1/namespaces/kube-system") == 200

@@ -1,6 +1,6 @@
 """The kubeconfig's finer login options, each honoured by both clients (the operator's and kopf's) against a
 real HTTPS server on loopback: tls-server-name, proxy-url, impersonation, disable-compression, an exec
-plugin's client certificate; and kopf's login running its exec plugin off the event loop."""
+plugin's client certificate; and kopf's login running its exec plugin while the event loop keeps running."""
 
 from __future__ import annotations
 
@@ -63,11 +63,8 @@ def login_to(
 
 
 async def uid_through_the_operators_client(login: Login) -> str:
-    kube = KubeApi(login, timeout_seconds=5, workers=1)
-    try:
+    async with KubeApi(login, timeout_seconds=5, concurrency=1) as kube:
         return await kube.namespace_uid("kube-system")
-    finally:
-        kube.close()
 
 
 async def status_through_kopfs_client(login: Login) -> int:
