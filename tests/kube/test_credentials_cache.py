@@ -53,7 +53,8 @@ class SecretStore:
 
 
 class FakeWatch:
-    """One watch as the real one behaves: it reports until it ends, then never again."""
+    """One watch as the real one behaves: it reports until it ends, then never again. Like the real
+    one's task, it calls its listener directly, on the event loop: nothing is handed over for later."""
 
     def __init__(self, since: str, listener: WatchListener) -> None:
         self.since = since
@@ -141,12 +142,6 @@ def secret_reads() -> float:
     return REGISTRY.get_sample_value("desktop_image_operator_secret_reads_total") or 0.0
 
 
-async def settled() -> None:
-    """Let the event loop run what the watch handed over."""
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 async def session() -> AsyncIterator[CloudSession]:
     async with open_cloud(CloudSettings()) as opened:  # no call reaches the cloud here
@@ -174,7 +169,6 @@ async def test_a_changed_key_arrives_by_the_watch_without_a_read(setup: Setup) -
     setup.store.put(key(1))
     first = await setup.client()
     setup.watches.started[0].deliver(setup.store.put(key(2)))
-    await settled()
     second = await setup.client()
     assert second is not first
     assert second.token_source is not first.token_source
@@ -186,7 +180,6 @@ async def test_a_change_that_keeps_the_key_keeps_the_client_and_its_token(setup:
     first = await setup.client()
     changed = setup.store.put(key(1), "example.com/finalizer")
     setup.watches.started[0].deliver(changed)
-    await settled()
     assert await setup.client() is first
     assert setup.store.seen == [changed.meta]  # the finalizer guard sees the Secret as the watch does
 
@@ -196,7 +189,6 @@ async def test_a_deleted_secret_fails_the_next_use_as_invalid_credentials(setup:
     await setup.client()
     del setup.store.secrets[(NAMESPACE, NAME)]
     setup.watches.started[0].deliver(None)
-    await settled()
     failure = await setup.failure()
     assert failure.reason == c.CREDENTIALS_INVALID
     assert f"Secret {NAMESPACE}/{NAME} does not exist" in failure.message
@@ -209,7 +201,6 @@ async def test_a_broken_watch_makes_the_next_use_read_again_and_watch_anew(setup
     await setup.client()
     broken = setup.watches.started[0]
     broken.end(WatchEnd.FAILED)
-    await settled()
     setup.store.put(key(2))
     second = await setup.client()
     assert setup.store.reads == 2
@@ -217,10 +208,12 @@ async def test_a_broken_watch_makes_the_next_use_read_again_and_watch_anew(setup
     assert await setup.client() is second
 
 
-async def test_a_watch_ending_is_distrusted_before_the_event_loop_hears_why(setup: Setup) -> None:
+async def test_a_watch_ending_is_distrusted_by_the_very_next_use_with_nothing_run_in_between(
+    setup: Setup,
+) -> None:
     setup.store.put(key(1))
     await setup.client()
-    setup.watches.started[0].end(WatchEnd.EXPIRED)  # no settling: the thread just ended
+    setup.watches.started[0].end(WatchEnd.EXPIRED)  # its task just ended; the loop ran nothing since
     await setup.client()
     assert setup.store.reads == 2
 
@@ -231,7 +224,7 @@ async def test_a_watch_being_opened_again_is_distrusted_so_a_use_meanwhile_reads
     setup.store.put(key(1))
     await setup.client()
     broken = setup.watches.started[0]
-    broken.listener.following(False)  # no settling: the thread just noticed the silence
+    broken.listener.following(False)  # its task just noticed the silence; the loop ran nothing since
     setup.store.put(key(2))
     second = await setup.client()
     assert setup.store.reads == 2
@@ -255,12 +248,16 @@ async def test_late_events_of_a_replaced_watch_are_ignored(setup: Setup) -> None
     setup.store.put(key(1))
     await setup.client()
     old = setup.watches.started[0]
-    old.listener.changed(SecretSnapshot(SecretMeta("uid-1", "99", (), False), key(9)))  # in flight
     setup.credentials.forget(resource())
     current = await setup.client()
-    await settled()
+    # A stopped watch's task is cancelled only at its next wait: what it had read by then still reports.
+    old.listener.changed(SecretSnapshot(SecretMeta("uid-1", "99", (), False), key(9)))
+    old.listener.following(False)
+    old.listener.ended(WatchEnd.EXPIRED)
     assert await setup.client() is current
     assert setup.store.seen == []
+    assert setup.store.reads == 2
+    assert [watch.over for watch in setup.watches.started] == [True, False]
 
 
 async def test_a_refused_key_is_read_again_at_once_and_its_old_watch_stops(setup: Setup) -> None:
@@ -305,7 +302,6 @@ async def test_a_secret_no_object_used_for_a_while_is_no_longer_watched(setup: S
     assert not watch.over
     setup.clock.now += 2
     watch.reopen()
-    await settled()
     assert watch.over
     await setup.client()
     assert setup.store.reads == 2
@@ -327,7 +323,6 @@ async def test_without_permission_to_watch_the_secret_is_read_again_after_a_minu
     setup.store.put(key(1))
     await setup.client()
     setup.watches.started[0].end(WatchEnd.FORBIDDEN)
-    await settled()
     setup.clock.now += UNWATCHED_SECONDS - 1
     await setup.client()
     assert setup.store.reads == 1

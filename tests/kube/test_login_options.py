@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from desktop_image_operator.controller.handlers import kopf_session
-from desktop_image_operator.kube import KubeApi, KubeUnreachable, Login, kubeconfig_login
+from desktop_image_operator.kube import KubeApi, KubeTimeout, KubeUnreachable, Login, kubeconfig_login
 from desktop_image_operator_dev.devenv.pki import CertificateAuthority, KeyPair
 from tests.support.exec_plugin import CredentialPlugin, write_kubeconfig
 from tests.support.servers import ConnectProxy, TlsApiServer
@@ -188,3 +188,20 @@ async def test_kopfs_login_runs_a_slow_exec_plugin_while_the_event_loop_keeps_ru
     assert max(later - earlier for earlier, later in itertools.pairwise(ticks)) < 0.5
     assert context.aiohttp_session.headers["Authorization"] == "Bearer slow-token"
     assert len(plugin.runs()) == 1
+
+
+async def test_a_plugin_slower_than_a_calls_timeout_still_delivers_its_token_to_the_next_call(
+    tmp_path: Path,
+) -> None:
+    plugin = CredentialPlugin.create(tmp_path, "slow-token")
+    user = {"exec": plugin.spec(env={"PLUGIN_SLEEP": "1.5"})}
+    login = kubeconfig_login(
+        write_kubeconfig(tmp_path / "config", cluster={"server": "http://127.0.0.1:9"}, user=user)
+    )
+    async with KubeApi(login, timeout_seconds=0.5) as kube:
+        with pytest.raises(KubeTimeout):
+            await kube.namespace_uid("kube-system")  # gave up waiting; the plugin runs on
+        assert login.token is not None
+        async with asyncio.timeout(5):
+            assert await login.token.current() == "slow-token"
+    assert len(plugin.runs()) == 1  # one run served both: the timed-out call did not kill or repeat it

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -42,7 +41,7 @@ async def session() -> AsyncIterator[CloudSession]:
 
 
 class Watched:
-    """Credentials over the real client and real watches; closed (threads stopped) afterwards."""
+    """Credentials over the real client and real watches; closed (watch tasks ended) afterwards."""
 
     def __init__(self, session: CloudSession, kube: CountingKube, namespace: str, **watching: Any) -> None:
         self.watches = SecretWatches(kube, **watching)
@@ -52,12 +51,16 @@ class Watched:
     async def client(self) -> Any:
         return await self.credentials.client_for(resource(self.namespace))
 
+    async def close(self) -> None:
+        self.credentials.close()
+        await ended(self.watches)
+
 
 @pytest.fixture
-def watched(session: CloudSession, kube: CountingKube, namespace: str) -> Iterator[Watched]:
+async def watched(session: CloudSession, kube: CountingKube, namespace: str) -> AsyncIterator[Watched]:
     made = Watched(session, kube, namespace)
     yield made
-    made.credentials.close()
+    await made.close()
 
 
 def resource(namespace: str, secret: str = NAME) -> Resource:
@@ -94,6 +97,19 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
         await asyncio.sleep(0.05)
 
 
+async def ended(watches: SecretWatches, within: float = WAIT) -> None:
+    """Wait (bounded) until no watch task of `watches` runs any more."""
+    deadline = time.monotonic() + within
+    while watches.running:
+        assert time.monotonic() < deadline, f"{watches.running} watch tasks still running"
+        await asyncio.sleep(0.01)
+
+
+def watch_tasks() -> list[asyncio.Task[Any]]:
+    """The watch tasks alive on the event loop (each is named after its Secret)."""
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("secret-watch ")]
+
+
 async def test_reconciles_with_an_unchanged_secret_read_it_exactly_once(
     watched: Watched, kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
@@ -106,16 +122,17 @@ async def test_reconciles_with_an_unchanged_secret_read_it_exactly_once(
     assert secret_reads() - reads_before == 1
 
 
-async def test_more_secrets_in_use_than_the_client_has_threads_are_all_watched_and_each_read_once(
+async def test_more_secrets_in_use_than_the_calls_have_connections_are_all_watched_and_each_read_once(
     watched: Watched, kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
-    names = [f"key-{number}" for number in range(12)]  # the calls' pool has 8 threads and connections
+    names = [f"key-{number}" for number in range(12)]  # the calls' pool has 8 connections; watches their own
     for number, name in enumerate(names):
         put_secret(core, namespace, number, name)
     for _ in range(5):
         for name in names:
             await watched.credentials.client_for(resource(namespace, name))
     assert kube.secret_reads == len(names)
+    assert watched.watches.running == len(names)
     last = await watched.credentials.client_for(resource(namespace, names[-1]))
     put_secret(core, namespace, 99, names[-1])
 
@@ -181,17 +198,17 @@ async def test_the_watch_resumes_after_the_server_ends_each_request(
         await eventually(changed)
         assert kube.secret_reads == 1
     finally:
-        watched.credentials.close()
+        await watched.close()
 
 
 class Recorder:
-    """A listener that keeps what the watch reported, from its thread."""
+    """A listener that keeps what the watch reported (from its task, on the event loop)."""
 
     def __init__(self) -> None:
         self.changes: list[SecretSnapshot | None] = []
         self.connected: list[bool] = []
         self.ends: list[WatchEnd] = []
-        self.over = threading.Event()
+        self.over = asyncio.Event()
 
     def changed(self, snapshot: SecretSnapshot | None) -> None:
         self.changes.append(snapshot)
@@ -207,37 +224,46 @@ class Recorder:
         return True
 
 
-def test_close_stops_every_watch_thread_promptly(
+async def test_close_ends_every_watch_task_promptly(
     kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
     put_secret(core, namespace, 1)
     version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
-    watches = SecretWatches(kube)  # each request would last two minutes
+    watches = SecretWatches(kube)  # each request would last 25 s, its read timeout 30 s
     recorders = [Recorder() for _ in range(3)]
     for recorder in recorders:
         watches.watch(namespace, NAME, version, recorder)
-    time.sleep(0.5)  # every thread is reading its stream by now
+    await asyncio.sleep(0.5)  # every task is reading its stream by now
+    tasks = watch_tasks()
+    assert len(tasks) == watches.running == 3
     started = time.monotonic()
     watches.close()
+    _, still_running = await asyncio.wait(tasks, timeout=2.0)
     assert time.monotonic() - started < 2.0
+    assert still_running == set()
     assert [recorder.ends for recorder in recorders] == [[WatchEnd.STOPPED]] * 3
-    alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("secret-watch")]
-    assert alive == []
+    assert [recorder.connected for recorder in recorders] == [[]] * 3, "a stop is no break"
+    assert all(not task.cancelled() for task in tasks), "each ended by reporting, not by a cancellation"
+    assert watches.running == 0
+    assert watch_tasks() == []
 
 
-def test_a_watch_sees_a_change_then_the_deletion(
+async def test_a_watch_sees_a_change_then_the_deletion(
     kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
     put_secret(core, namespace, 1)
     version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
     watches, recorder = SecretWatches(kube), Recorder()
     watches.watch(namespace, NAME, version, recorder)
-    put_secret(core, namespace, 2)
-    core.delete_namespaced_secret(NAME, namespace)
-    deadline = time.monotonic() + WAIT
-    while len(recorder.changes) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    watches.close()
+    try:
+        put_secret(core, namespace, 2)
+        core.delete_namespaced_secret(NAME, namespace)
+        deadline = time.monotonic() + WAIT
+        while len(recorder.changes) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        watches.close()
+        await ended(watches)
     changed, deleted = recorder.changes
     assert changed is not None
     assert changed.data[KEY] == base64.b64decode(key_data(2)[KEY])

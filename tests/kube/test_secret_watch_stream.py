@@ -250,7 +250,9 @@ async def test_an_error_event_the_server_may_recover_from_opens_the_watch_again_
     [[Answer(200, {"type": "MODIFIED", "object": secret("6")}), Answer(200)]],
     indirect=True,
 )
-async def test_a_watch_no_longer_wanted_asks_no_more(kube_and_server: tuple[KubeApi, ScriptedApiServer]) -> None:
+async def test_a_watch_no_longer_wanted_asks_no_more(
+    kube_and_server: tuple[KubeApi, ScriptedApiServer],
+) -> None:
     kube, server = kube_and_server
     recorder = Recorder(wanted_requests=1)
     await follow(kube, recorder)
@@ -288,7 +290,9 @@ async def test_a_server_that_stops_answering_mid_watch_is_noticed_within_the_rea
     assert recorder.ends == [WatchEnd.EXPIRED]
 
 
-async def test_a_silent_server_is_distrusted_within_the_read_timeout_and_dropped_if_silent_after_a_reopen() -> None:
+async def test_a_silent_server_is_distrusted_within_the_read_timeout_and_dropped_if_silent_after_a_reopen() -> (
+    None
+):
     silent = SilentServer()
     recorder = Recorder()
     try:

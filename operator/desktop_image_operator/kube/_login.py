@@ -117,7 +117,9 @@ _FIELDS = {
 class BearerToken:
     """A bearer token that may change: `current()` is cheap, and reads it again only when due.
 
-    One read at a time: the callers that find it due together wait for that one read.
+    One read at a time, in a task of its own: the callers that find it due together wait for that one
+    read, and a caller that gives up (its call timed out) leaves the read to finish for the next one, so
+    an exec plugin slower than a call's timeout still delivers its token.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class BearerToken:
         self._clock = clock
         self._token = ""
         self._until = float("-inf")
-        self._reading: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     @classmethod
     def fixed(cls, token: str) -> BearerToken:
@@ -140,22 +142,20 @@ class BearerToken:
     async def current(self) -> str:
         if self._clock() < self._until:
             return self._token
-        async with self._lock():
-            if self._clock() >= self._until:
-                token, keep = await self._read()
-                self._token, self._until = token, self._clock() + keep
-            return self._token
+        loop = asyncio.get_running_loop()
+        # A login may outlive a loop (a command's, then a test's next): a read belongs to the loop it ran on.
+        if self._reading is None or self._reading.done() or self._reading.get_loop() is not loop:
+            self._reading = loop.create_task(self._refresh(), name="bearer-token read")
+        await asyncio.shield(self._reading)
+        return self._token
 
     def expire(self) -> None:
         """The API server refused the token: read it again at the next request."""
         self._until = float("-inf")
 
-    def _lock(self) -> asyncio.Lock:
-        # A lock belongs to one event loop; a login may outlive one (a command, then a test's next loop).
-        loop = asyncio.get_running_loop()
-        if self._reading is None or self._reading[0] is not loop:
-            self._reading = (loop, asyncio.Lock())
-        return self._reading[1]
+    async def _refresh(self) -> None:
+        token, keep = await self._read()
+        self._token, self._until = token, self._clock() + keep
 
 
 async def _kept(token: str, keep: float) -> tuple[str, float]:
@@ -664,10 +664,13 @@ class ExecPlugin:
         try:
             async with asyncio.timeout(EXEC_TIMEOUT_SECONDS):
                 printed, _ = await process.communicate()
-        except TimeoutError as error:
-            process.kill()
-            await process.wait()
-            raise KubeConfigError(self._did_not_run(error)) from None
+        except BaseException as error:  # its timeout, or the loop shutting down: it must not run on
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            if isinstance(error, TimeoutError):
+                raise KubeConfigError(self._did_not_run(error)) from None
+            raise
         if process.returncode != 0:
             # Its standard error is the user's to read in a terminal; it may carry secrets, so not here.
             raise KubeConfigError(f"The exec plugin {self._command()!r} exited with {process.returncode}.")
