@@ -19,7 +19,7 @@ from benchmarks import audit, report, scenarios, system
 from benchmarks.options import QUICK, Options
 from benchmarks.stack import FakeCloud
 from desktop_image_operator.api import CRD_NAME
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator_dev.devenv.controlplane import ControlPlane
 from desktop_image_operator_dev.devenv.stack import Kubectl
 

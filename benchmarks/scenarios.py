@@ -24,7 +24,7 @@ from benchmarks import audit, manifests
 from benchmarks.options import Options
 from benchmarks.stack import FakeCloud, Operator
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator_dev.devenv.stack import Kubectl, WaitTimeout, wait_until
 
 TOKEN_METHODS = ("IamTokenService.", "Metadata.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from desktop_image_operator.controller.controller import Controller
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Reconciler
 from tests.support.counting_kube import CountingKube, counting_kube
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from desktop_image_operator.cloud.settings import CloudSettings
 from desktop_image_operator.controller.controller import Controller
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.reconciler.reasons import DELETING
 from desktop_image_operator.reconciler.reconciler import Outcome, Result
 

@@ -29,7 +29,7 @@ from desktop_image_operator.controller.leadership import (
     instance_identity,
     lease_namespace,
 )
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import KubeApi, LeaseConflict, LeaseRecord, kubeconfig_login
 from desktop_image_operator.observability import metrics
 from tests.cloud.support import FakeTokenSource, ScriptedTransport, image

@@ -15,7 +15,7 @@ from kubernetes import client
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.base import Fence, Fenced
 from desktop_image_operator.controller.controller import Controller, ObjectState
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import KubeApi, StatusConflict, kubeconfig_login
 from desktop_image_operator.reconciler.reconciler import Reconciler
 from tests.support.manifests import desktop_image

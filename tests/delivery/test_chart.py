@@ -13,7 +13,7 @@ import yaml
 from desktop_image_operator.api.grants import GRANTS_KEY, GrantedCredentials, Grants
 from desktop_image_operator.api.spec import DesktopImageSpec
 from desktop_image_operator.commands.run import add_arguments, settings_values
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.access import Access
 from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator_dev import dockerfile
 from desktop_image_operator_dev.devenv import processes
 from desktop_image_operator_dev.devenv.stack import LOCAL_GRANTS

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import SecretMeta, SecretSnapshot, SecretUnavailable, WatchEnd, WatchListener
 from desktop_image_operator.kube._secrets import UNWATCHED_SECONDS
 from desktop_image_operator.reconciler import conditions as c

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from desktop_image_operator.cloud import CloudSettings, open_cloud
 from desktop_image_operator.cloud.session import CloudSession
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import SecretSnapshot, SecretWatches, WatchEnd
 from desktop_image_operator.reconciler import conditions as c
 from desktop_image_operator.reconciler.failures import Failure
@@ -84,6 +84,14 @@ def put_secret(core: client.CoreV1Api, namespace: str, number: int, name: str = 
         if error.status != 404:
             raise
         core.create_namespaced_secret(namespace, body)
+
+
+def secret_version(core: client.CoreV1Api, namespace: str, name: str = NAME) -> str:
+    """The Secret's resourceVersion as the API server has it now."""
+    metadata = core.read_namespaced_secret(name, namespace).metadata
+    assert metadata is not None
+    assert metadata.resource_version is not None
+    return str(metadata.resource_version)
 
 
 def secret_reads() -> float:
@@ -155,7 +163,7 @@ async def test_a_secret_changed_in_the_api_server_is_used_without_another_read(
 
     await eventually(changed)
     assert kube.secret_reads == 1
-    current = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    current = secret_version(core, namespace)
     seen = kube.seen_secret(namespace, NAME)  # what the finalizer guard goes by
     assert seen is not None
     assert seen.resource_version == current
@@ -228,7 +236,7 @@ async def test_close_ends_every_watch_task_promptly(
     kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
     put_secret(core, namespace, 1)
-    version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    version = secret_version(core, namespace)
     watches = SecretWatches(kube)  # each request would last 25 s, its read timeout 30 s
     recorders = [Recorder() for _ in range(3)]
     for recorder in recorders:
@@ -252,15 +260,17 @@ async def test_a_watch_sees_a_change_then_the_deletion(
     kube: CountingKube, core: client.CoreV1Api, namespace: str
 ) -> None:
     put_secret(core, namespace, 1)
-    version = core.read_namespaced_secret(NAME, namespace).metadata.resource_version
+    version = secret_version(core, namespace)
     watches, recorder = SecretWatches(kube), Recorder()
     watches.watch(namespace, NAME, version, recorder)
     try:
         put_secret(core, namespace, 2)
         core.delete_namespaced_secret(NAME, namespace)
-        deadline = time.monotonic() + WAIT
-        while len(recorder.changes) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+
+        async def both_seen() -> bool:
+            return len(recorder.changes) >= 2
+
+        await eventually(both_seen)
     finally:
         watches.close()
         await ended(watches)

@@ -12,7 +12,7 @@ from typing import Any
 import celpy  # type: ignore[import-untyped]
 import pytest
 
-from desktop_image_operator.api import crd
+from desktop_image_operator.api import crd_manifest
 from desktop_image_operator.api.constants import OWNER_UID_LABEL
 from desktop_image_operator.api.validation import is_label_key
 
@@ -22,7 +22,7 @@ _ENV = celpy.Environment()
 
 def rules_at(path: str) -> list[str]:
     """The rules the generated CRD attaches at a dotted path of properties ("" is the root)."""
-    node: Schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    node: Schema = crd_manifest.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for name in filter(None, path.split(".")):
         node = node["properties"][name]
     return [entry["rule"] for entry in node["x-kubernetes-validations"]]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from desktop_image_operator.controller.resync import resync_of
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.reconciler.annotations import RESYNC_SECONDS
 
 SETTINGS = RunSettings(resync_seconds=600, min_resync_seconds=30)

@@ -16,7 +16,7 @@ from desktop_image_operator.commands.run import (
     main,
     settings_values,
 )
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> RunSettings:

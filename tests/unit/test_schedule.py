@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.controller.schedule import next_delay
-from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.reconciler.reconciler import Result
 
 SETTINGS = RunSettings(resync_seconds=600, retry_base_seconds=5, retry_cap_seconds=300)

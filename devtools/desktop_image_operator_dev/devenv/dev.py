@@ -97,7 +97,7 @@ def start_fake_cloud(
 
 
 def apply_crd(kubectl: Kubectl) -> None:
-    from desktop_image_operator.api.crd import render_crd
+    from desktop_image_operator.api.crd_manifest import render_crd
 
     say("Applying the DesktopImage CRD...")
     kubectl("apply", "-f", "-", stdin=render_crd())

@@ -1,4 +1,8 @@
-"""What the reconciler sees of the cloud: plain frozen values and one small client interface."""
+"""What the reconciler sees of the cloud: plain frozen values, its errors, and one small client interface.
+
+The cloud's second face, beside the package's own: it imports no transport, so the pure decision can
+use these values without pulling in an HTTP or gRPC stack.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from desktop_image_operator.cloud.errors import CloudError
+from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+
+__all__ = [
+    "UPDATABLE_FIELDS",
+    "CloudError",
+    "CloudImage",
+    "CloudOperation",
+    "Code",
+    "CopyRequest",
+    "CredentialsError",
+    "DesktopImageClient",
+    "ImageStatus",
+]
 
 
 class ImageStatus(enum.StrEnum):

@@ -56,7 +56,7 @@ def manifests_for(
 ) -> Imported:
     """One adopting manifest per image, except images that objects of this cluster own or that are going."""
     from desktop_image_operator.cloud.types import ImageStatus
-    from desktop_image_operator.reconciler.ownership import Owner, cluster_label
+    from desktop_image_operator.reconciler import Owner, cluster_label
 
     here = cluster_label(cluster_id)
     manifests, skipped = [], []
@@ -103,9 +103,8 @@ def render(imported: Imported, folder_id: str) -> str:
 
 
 async def _list_folder(args: argparse.Namespace) -> list[Any]:
-    from desktop_image_operator.cloud.session import open_cloud
-    from desktop_image_operator.controller.credentials import default_token_source
-    from desktop_image_operator.controller.settings import RunSettings
+    from desktop_image_operator.cloud import open_cloud
+    from desktop_image_operator.controller import RunSettings, default_token_source
 
     values = run.settings_values(args, dict(os.environ), options=_CLOUD_OPTIONS)
     settings = RunSettings.model_validate(values)
@@ -141,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from desktop_image_operator.cloud.errors import CloudError
+    from desktop_image_operator.cloud.types import CloudError
 
     try:
         images = asyncio.run(_list_folder(args))

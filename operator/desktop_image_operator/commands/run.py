@@ -259,8 +259,7 @@ def main(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from desktop_image_operator.controller.app import run_operator
-    from desktop_image_operator.controller.settings import RunSettings
+    from desktop_image_operator.controller import RunSettings, run_operator
     from desktop_image_operator.kube import KubeConfigError
 
     values = settings_values(args, dict(os.environ))

@@ -62,7 +62,7 @@ def _left_in_cloud(image: dict[str, Any]) -> str:
 
 async def release_desktop_images(kube: KubeApi, scope: str | None, tally: Tally, *, release: bool) -> None:
     from desktop_image_operator.kube import KubeApiError
-    from desktop_image_operator.reconciler.annotations import FINALIZER
+    from desktop_image_operator.reconciler import FINALIZER
 
     try:
         async for page in kube.desktop_image_pages(scope):
@@ -75,7 +75,7 @@ async def release_desktop_images(kube: KubeApi, scope: str | None, tally: Tally,
 
 
 async def _release_image(kube: KubeApi, image: dict[str, Any], tally: Tally, *, release: bool) -> None:
-    from desktop_image_operator.reconciler.annotations import FINALIZER
+    from desktop_image_operator.reconciler import FINALIZER
 
     namespace, name = _where(image)
     if not release:
@@ -94,7 +94,7 @@ async def _release_image(kube: KubeApi, image: dict[str, Any], tally: Tally, *, 
 
 
 async def release_secrets(kube: KubeApi, scope: str | None, tally: Tally) -> None:
-    from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER
+    from desktop_image_operator.reconciler import CREDENTIALS_FINALIZER
 
     async for page in kube.secret_metadata_pages(scope):
         for secret in carrying(page, CREDENTIALS_FINALIZER):

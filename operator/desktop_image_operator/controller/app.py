@@ -23,7 +23,7 @@ import prometheus_client
 from aiohttp import web
 
 from desktop_image_operator.base import Fence
-from desktop_image_operator.cloud.session import open_cloud
+from desktop_image_operator.cloud import open_cloud
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.grants import ConfigMapGrants, FileGrants, GrantBook, GrantSource
@@ -36,13 +36,12 @@ from desktop_image_operator.controller.leadership import (
     wait_for_event,
 )
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.controller.secret_guard import SecretGuard
-from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.kube import KubeApi, Login, load_login
 from desktop_image_operator.observability import memory, metrics
 from desktop_image_operator.observability.logs import configure_logging
-from desktop_image_operator.reconciler.reconciler import Reconciler
-from desktop_image_operator.reconciler.timing import Timing
+from desktop_image_operator.reconciler import Reconciler, Timing
 
 log = logging.getLogger(__name__)
 

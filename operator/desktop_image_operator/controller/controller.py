@@ -32,19 +32,27 @@ from desktop_image_operator.base import Fenced
 from desktop_image_operator.controller.credentials import Credentials
 from desktop_image_operator.controller.grants import GrantBook
 from desktop_image_operator.controller.resync import resync_of
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.controller.schedule import next_delay
 from desktop_image_operator.controller.scheduler import Scheduler
 from desktop_image_operator.controller.secret_guard import SecretGuard, SecretGuardError
-from desktop_image_operator.controller.settings import RunSettings
 from desktop_image_operator.kube import KubeApi, StatusConflict
 from desktop_image_operator.observability import metrics
 from desktop_image_operator.observability.logs import reconcile_scope
-from desktop_image_operator.reconciler import conditions as c
-from desktop_image_operator.reconciler.access import Access
-from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
-from desktop_image_operator.reconciler.failures import Failure
-from desktop_image_operator.reconciler.reconciler import Outcome, Reconciler, Result, StatusWriter
-from desktop_image_operator.reconciler.resource import InvalidObject, Policies, Resource
+from desktop_image_operator.reconciler import (
+    FINALIZER,
+    PREFIX,
+    Access,
+    Failure,
+    InvalidObject,
+    Outcome,
+    Policies,
+    Reconciler,
+    Resource,
+    Result,
+    StatusWriter,
+)
+from desktop_image_operator.reconciler import reasons as r
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +326,8 @@ class Controller:
             resource = Resource.from_body(body, self._policies)
         except InvalidObject as error:
             # The API server's schema refuses such objects; only a schema older than the operator lets one in.
-            events.warning(c.INVALID_SPEC, str(error))
-            return Outcome(Result.TERMINAL_ERROR, c.INVALID_SPEC)
+            events.warning(r.INVALID_SPEC, str(error))
+            return Outcome(Result.TERMINAL_ERROR, r.INVALID_SPEC)
         await self._release_replaced(resource, state)
         resource, refusal = self._granted(resource)
         if refusal is not None:  # outside every grant: not a single cloud call
@@ -330,7 +338,7 @@ class Controller:
             return await self._reconciler.report(resource, failure, write, events)
         await self._hold_credentials(resource)
         outcome = await self._reconciler.reconcile(resource, cloud, write, events)
-        if outcome.reason in (c.CREDENTIALS_INVALID, c.PERMISSION_DENIED):
+        if outcome.reason in (r.CREDENTIALS_INVALID, r.PERMISSION_DENIED):
             self._credentials.forget(resource)  # perhaps the Secret has a new key by now
         return outcome
 
@@ -412,7 +420,7 @@ class Controller:
                 await self._guard.release_if_unused(metadata["namespace"], name, leaving_uid=metadata["uid"])
         except SecretGuardError as error:
             log.warning("deleted, but its credentials Secret is not released yet: %s", error)
-            return Outcome(Result.TRANSIENT_ERROR, c.RECONCILE_ERROR)
+            return Outcome(Result.TRANSIENT_ERROR, r.RECONCILE_ERROR)
         return outcome
 
     async def _finalize_resource(
@@ -433,8 +441,8 @@ class Controller:
         """An object no schema of ours accepts cannot be acted on; holding it would block its namespace."""
         image = (body.get("status") or {}).get("imageId")
         left = f"cloud image {image} is left in the cloud" if image else "no cloud image is known"
-        events.warning(c.INVALID_SPEC, f"Released without cloud calls ({left}): {error}")
-        return Outcome(Result.RETAINED, c.INVALID_SPEC)
+        events.warning(r.INVALID_SPEC, f"Released without cloud calls ({left}): {error}")
+        return Outcome(Result.RETAINED, r.INVALID_SPEC)
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """The object is gone from the API server: nothing of it is kept or scheduled."""
@@ -590,7 +598,7 @@ def _settled(body: Mapping[str, Any]) -> bool:
     """
     status = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
-    ready = status["lastEvent"] == c.AVAILABLE if "lastEvent" in status else _ready_before_records(body)
+    ready = status["lastEvent"] == r.AVAILABLE if "lastEvent" in status else _ready_before_records(body)
     return ready and status.get("observedGeneration") == generation and not status.get("operation")
 
 

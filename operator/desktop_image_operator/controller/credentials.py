@@ -13,15 +13,12 @@ import time
 from collections.abc import Callable
 
 from desktop_image_operator.api.grants import GrantedCredentials
-from desktop_image_operator.cloud.credentials.sources import TokenSource
-from desktop_image_operator.cloud.errors import CloudError
-from desktop_image_operator.cloud.session import CloudSession
-from desktop_image_operator.cloud.types import DesktopImageClient
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.cloud import CloudSession, TokenSource
+from desktop_image_operator.cloud.types import CloudError, DesktopImageClient
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import KubeApi, SecretCache, SecretUnavailable, SecretWatches, WatchSource
-from desktop_image_operator.reconciler import conditions as c
-from desktop_image_operator.reconciler.failures import Failure
-from desktop_image_operator.reconciler.resource import Resource
+from desktop_image_operator.reconciler import Failure, Resource
+from desktop_image_operator.reconciler import reasons as r
 
 _Ref = tuple[str, str, str]  # namespace, Secret name, key
 
@@ -81,7 +78,7 @@ class Credentials:
             return self._client(where, await self._key(where))
         if self._default_client is None:
             raise Failure(
-                c.CREDENTIALS_INVALID,
+                r.CREDENTIALS_INVALID,
                 "No credentials: set spec.credentialsRef or give the operator default credentials.",
             )
         return self._default_client
@@ -91,10 +88,10 @@ class Credentials:
         try:
             secret = await self._secrets.get(namespace, name)
         except SecretUnavailable as error:
-            raise Failure(c.CREDENTIALS_INVALID, str(error)) from None
+            raise Failure(r.CREDENTIALS_INVALID, str(error)) from None
         key = secret.data.get(key_name)
         if key is None:
-            raise Failure(c.CREDENTIALS_INVALID, f"Secret {namespace}/{name} has no key {key_name!r}.")
+            raise Failure(r.CREDENTIALS_INVALID, f"Secret {namespace}/{name} has no key {key_name!r}.")
         return key
 
     def _client(self, ref: _Ref, key: bytes) -> DesktopImageClient:
@@ -107,7 +104,7 @@ class Credentials:
         except (CloudError, ValueError) as error:
             # The parser's messages name the problem, never the key material.
             message = f"Secret {ref[0]}/{ref[1]} key {ref[2]!r} is not an authorized key: {error}"
-            raise Failure(c.CREDENTIALS_INVALID, message) from None
+            raise Failure(r.CREDENTIALS_INVALID, message) from None
         client = self._session.client(source)
         self._clients[ref] = (digest, client)
         return client

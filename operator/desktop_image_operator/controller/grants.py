@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from desktop_image_operator.api.grants import GRANTS_KEY, Grants
-from desktop_image_operator.reconciler.access import Access
+from desktop_image_operator.reconciler import Access
 
 log = logging.getLogger(__name__)
 

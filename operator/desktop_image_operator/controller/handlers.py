@@ -21,8 +21,7 @@ import kopf
 from desktop_image_operator.api import GROUP, PLURAL, VERSION
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.kube import Login
-from desktop_image_operator.reconciler.annotations import FINALIZER, PREFIX
-from desktop_image_operator.reconciler.reconciler import Result
+from desktop_image_operator.reconciler import FINALIZER, PREFIX, Result
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 LIST_PAGE_SIZE = 200

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from desktop_image_operator.base import Fence
-from desktop_image_operator.controller.settings import RunSettings
+from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import LeaseConflict, LeaseRecord
 from desktop_image_operator.observability import metrics
 

@@ -12,7 +12,7 @@ import re
 
 from desktop_image_operator.api.validation import DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN
 from desktop_image_operator.kube import KubeApi
-from desktop_image_operator.reconciler.ownership import Owner
+from desktop_image_operator.reconciler import Owner
 
 log = logging.getLogger(__name__)
 

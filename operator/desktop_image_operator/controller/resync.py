@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from desktop_image_operator.controller.settings import RunSettings
-from desktop_image_operator.reconciler.annotations import RESYNC_SECONDS
+from desktop_image_operator.controller.run_settings import RunSettings
+from desktop_image_operator.reconciler import RESYNC_SECONDS
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from desktop_image_operator.base import Backoff
-from desktop_image_operator.controller.settings import RunSettings
-from desktop_image_operator.reconciler.reconciler import Result
+from desktop_image_operator.controller.run_settings import RunSettings
+from desktop_image_operator.reconciler import Result
 
 
 def next_delay(

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from desktop_image_operator.kube import KubeApi, KubeApiError, KubeTimeout, KubeUnreachable, SecretMeta
-from desktop_image_operator.reconciler.annotations import CREDENTIALS_FINALIZER, FINALIZER
+from desktop_image_operator.reconciler import CREDENTIALS_FINALIZER, FINALIZER
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import importlib.metadata
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -150,7 +150,7 @@ class KubeApi:
         for transport in (self._calls, self._watches, self._leases):
             await transport.aclose()
 
-    async def __aenter__(self) -> KubeApi:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -279,6 +279,7 @@ class _SecretWatch:
         self._version = since
         self._listener = listener
         self._stopped = False
+        self._started = False
         self._connected = True  # as the listener was last told
         self._breaks = 0  # in a row, since a request last delivered an event or ended as the server ends it
         self.task = asyncio.get_running_loop().create_task(
@@ -288,9 +289,14 @@ class _SecretWatch:
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
-            self.task.cancel()
+            if self._started:  # a task cancelled before its first step would never report its end
+                self.task.cancel()
 
     async def _run(self) -> None:
+        self._started = True
+        if self._stopped:
+            self._listener.ended(WatchEnd.STOPPED)
+            return
         try:
             why = await self._follow_while_wanted()
         except asyncio.CancelledError:

@@ -11,8 +11,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from desktop_image_operator.api import OperationRecord
-from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.types import CloudImage, CopyRequest, DesktopImageClient
+from desktop_image_operator.cloud.types import CloudError, CloudImage, Code, CopyRequest, DesktopImageClient
 from desktop_image_operator.reconciler import naming
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.actions import (
@@ -34,7 +33,7 @@ from desktop_image_operator.reconciler.failures import Failure, Stage, classify
 from desktop_image_operator.reconciler.observation import Observation
 from desktop_image_operator.reconciler.outcome import Outcome, Result
 from desktop_image_operator.reconciler.ownership import Claim, Owner, claim
-from desktop_image_operator.reconciler.run import Run
+from desktop_image_operator.reconciler.working_state import Run
 
 T = TypeVar("T")
 

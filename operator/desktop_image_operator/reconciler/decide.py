@@ -24,8 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from desktop_image_operator.api import OperationKind
-from desktop_image_operator.cloud.errors import Code
-from desktop_image_operator.cloud.types import CloudImage, ImageStatus
+from desktop_image_operator.cloud.types import CloudImage, Code, ImageStatus
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.actions import (
     RUNNING_REASON,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from desktop_image_operator.cloud.errors import CloudError, Code, CredentialsError
+from desktop_image_operator.cloud.types import CloudError, Code, CredentialsError
 from desktop_image_operator.reconciler import reasons as r
 
 # What the reconciler was doing when the cloud answered: the same code means different things.

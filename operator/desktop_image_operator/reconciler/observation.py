@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from desktop_image_operator.api import OperationRecord
-from desktop_image_operator.cloud.errors import CloudError
-from desktop_image_operator.cloud.types import CloudImage
+from desktop_image_operator.cloud.types import CloudError, CloudImage
 from desktop_image_operator.reconciler.ownership import Claim, Owner, claim
 
 

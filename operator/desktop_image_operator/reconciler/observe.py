@@ -11,8 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from desktop_image_operator.api import OperationRecord
-from desktop_image_operator.cloud.errors import CloudError, Code
-from desktop_image_operator.cloud.types import CloudImage, DesktopImageClient, ImageStatus
+from desktop_image_operator.cloud.types import CloudError, CloudImage, Code, DesktopImageClient, ImageStatus
 from desktop_image_operator.reconciler.listings import FolderListings, Listing
 from desktop_image_operator.reconciler.observation import Found, Observation, OperationView
 from desktop_image_operator.reconciler.ownership import Claim, Owner, Owners, claim

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from desktop_image_operator.base import Fenced
-from desktop_image_operator.cloud.errors import CloudError
-from desktop_image_operator.cloud.types import DesktopImageClient
+from desktop_image_operator.cloud.types import CloudError, DesktopImageClient
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.act import act
 from desktop_image_operator.reconciler.decide import decide, decide_release
@@ -26,8 +25,8 @@ from desktop_image_operator.reconciler.observe import Observer
 from desktop_image_operator.reconciler.outcome import Events, Outcome, Result, StatusWriter
 from desktop_image_operator.reconciler.ownership import AssumeOwnersExist, Owner, Owners
 from desktop_image_operator.reconciler.resource import Resource
-from desktop_image_operator.reconciler.run import Run
 from desktop_image_operator.reconciler.timing import Timing
+from desktop_image_operator.reconciler.working_state import Run
 
 __all__ = ["Events", "Outcome", "Reconciler", "Result", "StatusWriter"]
 
