@@ -37,11 +37,12 @@ from desktop_image_operator.controller.leadership import (
 )
 from desktop_image_operator.controller.owners import ClusterOwners, cluster_identity
 from desktop_image_operator.controller.run_settings import RunSettings
+from desktop_image_operator.controller.schedule import timing_of
 from desktop_image_operator.controller.secret_guard import SecretGuard
 from desktop_image_operator.kube import KubeApi, Login, load_login
 from desktop_image_operator.observability import memory, metrics
 from desktop_image_operator.observability.logs import configure_logging
-from desktop_image_operator.reconciler import Reconciler, Timing
+from desktop_image_operator.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -282,15 +283,3 @@ def grant_source(settings: RunSettings, kube: KubeApi, home: str) -> GrantSource
     if settings.grants_file is not None:
         return FileGrants(settings.grants_file)
     return ConfigMapGrants(kube, home, settings.grants_config_map)
-
-
-def timing_of(settings: RunSettings) -> Timing:
-    """The reconciler's delays, from the operator's settings."""
-    return Timing(
-        poll_base_seconds=settings.cloud.operation_poll_initial_seconds,
-        poll_cap_seconds=settings.cloud.operation_poll_cap_seconds,
-        retry_base_seconds=settings.retry_base_seconds,
-        retry_cap_seconds=settings.retry_cap_seconds,
-        terminal_retry_base_seconds=settings.terminal_retry_base_seconds,
-        resync_seconds=settings.resync_seconds,
-    )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import random
 
-from desktop_image_operator.base import Backoff
 from desktop_image_operator.controller.run_settings import RunSettings
-from desktop_image_operator.reconciler import Result
+from desktop_image_operator.reconciler import Result, Timing
+
+
+def timing_of(settings: RunSettings) -> Timing:
+    """The reconciler's delays, from the operator's settings: the one retry policy both follow."""
+    return Timing(
+        poll_base_seconds=settings.cloud.operation_poll_initial_seconds,
+        poll_cap_seconds=settings.cloud.operation_poll_cap_seconds,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_cap_seconds=settings.retry_cap_seconds,
+        terminal_retry_base_seconds=settings.terminal_retry_base_seconds,
+        resync_seconds=settings.resync_seconds,
+    )
 
 
 def next_delay(
@@ -29,16 +40,9 @@ def next_delay(
     # or created together) are never read twice within one, however early their first look fell.
     period = settings.resync_seconds if resync_seconds is None else resync_seconds
     resync = period * (1 + rng.uniform(0, settings.resync_jitter))
-    if result is Result.TRANSIENT_ERROR:
-        backoff = Backoff(
-            base=settings.retry_base_seconds, cap=max(settings.retry_cap_seconds, settings.retry_base_seconds)
-        )
-    elif result is Result.TERMINAL_ERROR:
-        # Terminal failures wait for a spec change; the slow schedule only catches fixes made elsewhere.
-        backoff = Backoff(
-            base=settings.terminal_retry_base_seconds, cap=max(resync, settings.terminal_retry_base_seconds)
-        )
-    else:
+    if result not in (Result.TRANSIENT_ERROR, Result.TERMINAL_ERROR):
         return resync
-    # Equal jitter: never sooner than half the ceiling, so a burst of failures spreads out.
+    # The reconciler's own policy (Timing.backoff), so an object's retries follow one rule wherever they
+    # are scheduled. Equal jitter: never sooner than half the ceiling, so a burst of failures spreads out.
+    backoff = timing_of(settings).backoff(result is Result.TRANSIENT_ERROR, resync)
     return min(resync, backoff.equal_jitter(failures, rng))

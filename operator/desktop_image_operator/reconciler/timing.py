@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from desktop_image_operator.api import OperationRecord
+from desktop_image_operator.base.backoff import Backoff
 from desktop_image_operator.reconciler import reasons as r
 
 
@@ -40,16 +41,18 @@ class Timing:
         late = age - expected if expected is not None else age
         return min(self.poll_cap_seconds, max(self.poll_base_seconds, late))
 
+    def backoff(self, transient: bool, resync_seconds: float | None = None) -> Backoff:
+        """The retry policy after failures: transient ones double from the retry base up to its cap;
+        terminal ones (each retry is a whole copy) from their own base up to the resync period (the
+        object's own, when it sets one)."""
+        if transient:
+            return Backoff(self.retry_base_seconds, max(self.retry_cap_seconds, self.retry_base_seconds))
+        resync = self.resync_seconds if resync_seconds is None else resync_seconds
+        return Backoff(self.terminal_retry_base_seconds, max(resync, self.terminal_retry_base_seconds))
+
     def retry_after(self, reason: str, attempts: int) -> float:
         """The pause before attempt `attempts + 1` after `attempts` failures for `reason`."""
-        if r.kind_of(reason) is r.Kind.TRANSIENT:
-            base, cap = self.retry_base_seconds, max(self.retry_cap_seconds, self.retry_base_seconds)
-        else:
-            base, cap = (
-                self.terminal_retry_base_seconds,
-                max(self.resync_seconds, self.terminal_retry_base_seconds),
-            )
-        return float(min(cap, base * 2 ** min(max(attempts, 1) - 1, 30)))
+        return self.backoff(r.kind_of(reason) is r.Kind.TRANSIENT).ceiling(attempts)
 
     def retry_due_in(self, record: OperationRecord, reason: str, now: datetime) -> float:
         """Seconds until a failed operation may be tried again (zero or less: now)."""

@@ -1,4 +1,5 @@
-"""Capped exponential backoff with jitter, as a pure calculation (the caller sleeps)."""
+"""Capped exponential backoff with jitter, as a pure calculation (the caller sleeps): the one policy for
+the cloud client's retries, the reconciler's retries of failed operations and the controller's schedule."""
 
 from __future__ import annotations
 
