@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
         "timeout of each Kubernetes call the operator makes itself (status, Secrets)",
         "float",
     ),
-    Option("--kube-workers", ("kube_workers",), "threads for those Kubernetes calls", "int"),
+    Option("--kube-workers", ("kube_workers",), "those Kubernetes calls in flight at once", "int"),
     Option("--metrics-port", ("metrics_port",), "port of the Prometheus /metrics endpoint (0: off)", "int"),
     Option("--health-port", ("health_port",), "port of the /healthz liveness endpoint (0: off)", "int"),
     Option("--bind-address", ("bind_address",), "address of the metrics and health endpoints"),

@@ -26,7 +26,7 @@ from desktop_image_operator.base import Fence
 from desktop_image_operator.cloud import open_cloud
 from desktop_image_operator.controller.controller import Controller
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.grants import ConfigMapGrants, FileGrants, GrantBook, GrantSource
+from desktop_image_operator.controller.grant_book import ConfigMapGrants, FileGrants, GrantBook, GrantSource
 from desktop_image_operator.controller.handlers import build_registry
 from desktop_image_operator.controller.leadership import (
     ElectionConfig,

@@ -30,7 +30,7 @@ import kopf
 from desktop_image_operator.api import CONDITION_READY, CONDITION_SYNCED
 from desktop_image_operator.base import Fenced
 from desktop_image_operator.controller.credentials import Credentials
-from desktop_image_operator.controller.grants import GrantBook
+from desktop_image_operator.controller.grant_book import GrantBook
 from desktop_image_operator.controller.resync import resync_of
 from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.controller.schedule import next_delay
@@ -171,8 +171,8 @@ class Controller:
         # Reconciles wait on cloud and Kubernetes calls, both bounded; more at once would only queue there.
         self._workers = settings.cloud.max_concurrency + settings.kube_workers
         # Deletion steps at once. A step makes a cloud call or two (at most max_concurrency run at once)
-        # and a status write on one of the kube_workers threads, where a call waiting for a thread spends
-        # its own timeout waiting. More steps than the fewer of the two would only queue there: a
+        # and a status write, one of kube_workers Kubernetes calls in flight, where a call waiting its turn
+        # spends its own timeout waiting. More steps than the fewer of the two would only queue there: a
         # namespace deleted with hundreds of objects would time hundreds of calls out.
         self._finalizing = asyncio.Semaphore(
             max(1, min(settings.cloud.max_concurrency, settings.kube_workers))

@@ -80,7 +80,7 @@ class RunSettings(BaseModel):
         8,
         ge=1,
         le=64,
-        description="Threads for the operator's own Kubernetes calls (calls in flight at once).",
+        description="The operator's own Kubernetes calls in flight at once (Lease calls have their own).",
     )
     metrics_port: int = Field(8080, ge=0, le=65535, description="Port of /metrics (0: disabled).")
     health_port: int = Field(

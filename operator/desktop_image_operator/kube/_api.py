@@ -44,7 +44,7 @@ _STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 _CUSTOM = f"/apis/{GROUP}/{VERSION}/namespaces"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces"
 # Lists come in pages of this many objects (limit/continue): a namespace of thousands is never one
-# response, decoded whole on a thread while other calls wait for it.
+# response, decoded whole on the event loop while everything else waits for it.
 LIST_PAGE_SIZE = 200
 # A bound on a listing whose continue tokens never end (two million objects: more than any real one).
 _MAX_PAGES = 10_000
