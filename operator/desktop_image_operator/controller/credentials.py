@@ -17,6 +17,7 @@ from desktop_image_operator.cloud import CloudSession, TokenSource
 from desktop_image_operator.cloud.types import CloudError, DesktopImageClient
 from desktop_image_operator.controller.run_settings import RunSettings
 from desktop_image_operator.kube import KubeApi, SecretCache, SecretUnavailable, SecretWatches, WatchSource
+from desktop_image_operator.observability import metrics
 from desktop_image_operator.reconciler import Failure, Resource
 from desktop_image_operator.reconciler import reasons as r
 
@@ -41,7 +42,9 @@ class Credentials:
         self._default_client = session.client(self._default) if self._default else None
         idle = settings.credentials_cache_seconds or 2 * settings.resync_seconds
         watches = watches if watches is not None else SecretWatches(kube)
-        self._secrets = SecretCache(kube, watches, idle_seconds=idle, clock=clock)
+        self._secrets = SecretCache(
+            kube, watches, idle_seconds=idle, clock=clock, on_read=metrics.SECRET_READS.inc
+        )
         # The client last made for each reference, with a digest of the key it was made from.
         self._clients: dict[_Ref, tuple[bytes, DesktopImageClient]] = {}
 
