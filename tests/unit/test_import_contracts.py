@@ -27,6 +27,7 @@ VIOLATIONS = {
     "reconciler-faces": ("controller/owners.py", "import desktop_image_operator.reconciler.ownership"),
     "controller-face": ("commands/run.py", "import desktop_image_operator.controller.app"),
     "decision-is-pure": ("reconciler/decide.py", "import asyncio"),
+    "api-face": ("reconciler/resource.py", "import desktop_image_operator.api.spec"),
     "clients-report-through-hooks": ("kube/_secrets.py", "import desktop_image_operator.observability"),
 }
 

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from desktop_image_operator.api.base import ApiModel
+from desktop_image_operator.api.api_model import ApiModel
 from desktop_image_operator.api.spec import CloudId, DnsSubdomain, SecretKey
 
 GRANTS_KEY = "grants.yaml"

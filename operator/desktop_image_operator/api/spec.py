@@ -8,7 +8,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model
 
 from desktop_image_operator.api import cel
 from desktop_image_operator.api import validation as v
-from desktop_image_operator.api.base import ApiModel
+from desktop_image_operator.api.api_model import ApiModel
 from desktop_image_operator.api.constants import RESERVED_LABEL_PREFIX
 
 DeletionPolicy = Literal["Delete", "Retain"]

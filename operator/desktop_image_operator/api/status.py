@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, StringConstraints
 
 from desktop_image_operator.api import validation as v
-from desktop_image_operator.api.base import ApiModel
+from desktop_image_operator.api.api_model import ApiModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 # The cloud's DesktopImage.Status values as status.imageStatus spells them (the enum: cloud.types).

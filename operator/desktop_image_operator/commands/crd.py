@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     # pydantic and PyYAML load only when this command runs, not when the CLI builds its parser.
-    from desktop_image_operator.api.crd_manifest import render_crd
+    from desktop_image_operator.api import render_crd
 
     manifest = render_crd()
     output: Path | None = args.output

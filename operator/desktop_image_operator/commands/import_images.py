@@ -73,8 +73,7 @@ def manifests_for(
 
 
 def _manifest(image: Any, namespace: str | None, credentials_secret: str | None) -> dict[str, Any]:
-    from desktop_image_operator.api import API_VERSION, KIND
-    from desktop_image_operator.api.constants import RESERVED_LABEL_PREFIX
+    from desktop_image_operator.api import API_VERSION, KIND, RESERVED_LABEL_PREFIX
 
     # Cloud image names follow DNS label rules already, so the image's name is a valid object name.
     metadata: dict[str, Any] = {"name": image.name}

@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from desktop_image_operator.api.grants import GrantedCredentials
+from desktop_image_operator.api import GrantedCredentials
 from desktop_image_operator.cloud import CloudSession, TokenSource
 from desktop_image_operator.cloud.types import CloudError, DesktopImageClient
 from desktop_image_operator.controller.run_settings import RunSettings

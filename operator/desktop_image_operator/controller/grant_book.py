@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError
 
-from desktop_image_operator.api.grants import GRANTS_KEY, Grants
+from desktop_image_operator.api import GRANTS_KEY, Grants
 from desktop_image_operator.reconciler import Access
 
 log = logging.getLogger(__name__)

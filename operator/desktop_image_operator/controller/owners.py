@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 
-from desktop_image_operator.api.validation import DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN
+from desktop_image_operator.api import DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN
 from desktop_image_operator.kube import KubeApi
 from desktop_image_operator.reconciler import Owner
 

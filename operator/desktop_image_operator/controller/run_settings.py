@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from desktop_image_operator.api.spec import DeletionPolicy, ManagementPolicy
+from desktop_image_operator.api import DeletionPolicy, ManagementPolicy
 from desktop_image_operator.cloud import CloudSettings
 
 

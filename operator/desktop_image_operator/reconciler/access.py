@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from desktop_image_operator.api.grants import GrantedCredentials, Grants
+from desktop_image_operator.api import GrantedCredentials, Grants
 from desktop_image_operator.reconciler import reasons as r
 from desktop_image_operator.reconciler.failures import Failure
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from desktop_image_operator.api.constants import (
+from desktop_image_operator.api import (
     OWNER_CLUSTER_LABEL,
     OWNER_NAME_LABEL,
     OWNER_NAMESPACE_LABEL,

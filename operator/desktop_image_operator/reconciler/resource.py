@@ -9,8 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from desktop_image_operator.api import DesktopImageSpec, DesktopImageStatus
-from desktop_image_operator.api.spec import DeletionPolicy, ManagementPolicy
+from desktop_image_operator.api import DeletionPolicy, DesktopImageSpec, DesktopImageStatus, ManagementPolicy
 from desktop_image_operator.reconciler.access import Access
 from desktop_image_operator.reconciler.annotations import ADOPT_FROM_OTHER_CLUSTER, PAUSED
 
