@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The operator (what ships), the development package (devtools/), and what only runs from a checkout.
 PYTHON_TREES := operator devtools tests benchmarks
 
-.PHONY: run test lint format crds manifests chart-readme controlplane-bin helm-bin promtool-bin system-deps venv bench bench-scale bench-chaos clean
+.PHONY: run test lint format crds manifests chart-readme controlplane-bin helm-bin promtool-bin system-deps venv bench bench-scale bench-chaos bench-watches clean
 
 run: venv controlplane-bin
 	$(BIN)/desktop-image-operator dev
@@ -76,6 +76,10 @@ bench: venv controlplane-bin
 
 bench-scale: venv controlplane-bin
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
+
+# What each credentials Secret in use costs (its watch): memory, tasks, sockets, reads, a change's delay.
+bench-watches: venv controlplane-bin
+	$(BIN)/python -m benchmarks.watches
 
 # The operator killed at random instants while 50 DesktopImages converge and are deleted.
 # CHAOS_ARGS='--seed N' reproduces a kill schedule; see `python -m benchmarks.chaos --help`.
