@@ -53,7 +53,7 @@ def _sockets() -> int:
     return count
 
 
-async def _measure(kubeconfig: Path, count: int) -> dict[str, Any]:
+async def measure(kubeconfig: Path, count: int) -> dict[str, Any]:
     """In the child: take `count` Secrets into use and measure what that holds."""
     core = _core(kubeconfig)
     reads: list[float] = []
@@ -110,7 +110,7 @@ def _child(kubeconfig: Path, count: int) -> dict[str, Any]:
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
-def _create_secrets(kubeconfig: Path, count: int) -> None:
+def create_secrets(kubeconfig: Path, count: int) -> None:
     core = _core(kubeconfig)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
     for n in range(count):
@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(asyncio.run(_measure(args.kubeconfig, args.child))))
+        print(json.dumps(asyncio.run(measure(args.kubeconfig, args.child))))
         return 0
     with ControlPlane(with_controller_manager=False) as cp:
-        _create_secrets(cp.kubeconfig, max(args.secrets))
+        create_secrets(cp.kubeconfig, max(args.secrets))
         runs = [_child(cp.kubeconfig, count) for count in args.secrets]
     results = {"runs": runs, "machine": system.machine()}
     args.out.mkdir(parents=True, exist_ok=True)
