@@ -2,8 +2,8 @@
 
 kopf watches DesktopImages and keeps their finalizers; everything else the operator asks of the API
 server goes through `KubeApi`, on async httpx (the cloud client's HTTP stack), on the event loop, with
-no thread pool (an exec plugin is a subprocess asyncio waits for). The `kubernetes` package is not used here: its generated models cost some 35 MB for classes
-never used (it remains the tests' client).
+no thread pool (an exec plugin is a subprocess asyncio waits for). The `kubernetes` package is not used
+here: its generated models cost some 35 MB for classes never used (it remains the tests' client).
 
     login = load_login()                      # the pod's ServiceAccount, else the kubeconfig
     async with KubeApi(login, gate=fence) as kube:
