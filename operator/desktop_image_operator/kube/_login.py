@@ -146,6 +146,8 @@ class BearerToken:
         # A login may outlive a loop (a command's, then a test's next): a read belongs to the loop it ran on.
         if self._reading is None or self._reading.done() or self._reading.get_loop() is not loop:
             self._reading = loop.create_task(self._refresh(), name="bearer-token read")
+            # Its failure reaches whoever waits for it; when all of them gave up, it is dropped here.
+            self._reading.add_done_callback(_retrieved)
         await asyncio.shield(self._reading)
         return self._token
 
@@ -156,6 +158,11 @@ class BearerToken:
     async def _refresh(self) -> None:
         token, keep = await self._read()
         self._token, self._until = token, self._clock() + keep
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _kept(token: str, keep: float) -> tuple[str, float]:
