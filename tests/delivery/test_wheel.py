@@ -15,7 +15,7 @@ from desktop_image_operator import cli
 from desktop_image_operator_dev import stubs
 from desktop_image_operator_dev.helm import REPO
 
-RUNTIME_PACKAGES = ("api", "cloud", "commands", "controller", "observability", "reconciler")
+RUNTIME_PACKAGES = ("api", "base", "cloud", "commands", "controller", "kube", "observability", "reconciler")
 
 
 @pytest.fixture(scope="module")
