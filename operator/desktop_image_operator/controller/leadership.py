@@ -5,7 +5,7 @@ it for the Lease's duration, as measured on the candidate's own monotonic clock 
 candidate first saw that version of the Lease (no clock comparison between machines). Every write is
 conditional on the resourceVersion read just before, so two candidates never both win.
 
-The leader renews every retry period. Its fence (see `cloud.fencing`) stays open until the start of the
+The leader renews every retry period. Its fence (see `base.Fence`) stays open until the start of the
 last successful renewal plus the renew deadline, which is shorter than the Lease duration: a leader that
 cannot renew stops acting before any standby may take over, even when it was frozen and never noticed.
 A renewal that finds the Lease naming someone else, or gone, ends the leadership at once: whoever wrote
