@@ -317,15 +317,9 @@ class KubeApi:
 
     async def desktop_image_uid(self, namespace: str, name: str) -> str | None:
         """The UID of one DesktopImage, or None when there is none of that name."""
-        what = f"read of DesktopImage {namespace}/{name}"
-        try:
-            found = await self._call(what, "GET", f"{_CUSTOM}/{namespace}/{PLURAL}/{name}")
-        except KubeApiError as error:
-            if error.status == 404:
-                return None
-            raise
-        uid: str | None = found.get("metadata", {}).get("uid")
-        return uid
+        path = f"{_CUSTOM}/{namespace}/{PLURAL}/{name}"
+        found = await self._get_or_none(f"read of DesktopImage {namespace}/{name}", path)
+        return None if found is None else found.get("metadata", {}).get("uid")
 
     async def namespace_labels(self, name: str) -> dict[str, str] | None:
         """A namespace's labels (its grants select it by them); None when there is no such namespace."""
@@ -338,9 +332,9 @@ class KubeApi:
         found = await self._get_or_none(f"read of ConfigMap {namespace}/{name}", path)
         return None if found is None else dict(found.get("data") or {})
 
-    async def _get_or_none(self, what: str, path: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, what: str, path: str, **request: Any) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self._call(what, "GET", path)
+            found: dict[str, Any] = await self._call(what, "GET", path, **request)
         except KubeApiError as error:
             if error.status == 404:
                 return None
@@ -354,15 +348,9 @@ class KubeApi:
 
     async def read_lease(self, namespace: str, name: str, *, within: float) -> LeaseRecord | None:
         """The Lease, or None when it does not exist."""
-        what = f"read of Lease {namespace}/{name}"
-        try:
-            path = f"{_LEASES}/{namespace}/leases/{name}"
-            lease = await self._call(what, "GET", path, within=within, lease=True)
-        except KubeApiError as error:
-            if error.status == 404:
-                return None
-            raise
-        return _lease_record(lease)
+        path = f"{_LEASES}/{namespace}/leases/{name}"
+        lease = await self._get_or_none(f"read of Lease {namespace}/{name}", path, within=within, lease=True)
+        return None if lease is None else _lease_record(lease)
 
     async def create_lease(
         self, namespace: str, name: str, record: LeaseRecord, *, within: float
